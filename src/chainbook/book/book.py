@@ -1,0 +1,175 @@
+"""One price-time priority order book for one symbol.
+
+Layout: per side a dict ``price -> Level`` and a sorted list of prices whose *last*
+element is the best (bids ascending; asks stored as negated prices, ascending).  A level
+keeps its orders in an insertion-ordered dict ``order_id -> Order``: append, remove
+anywhere and peek at the head are all O(1), which is what cancel-heavy flow needs.  New
+and emptied levels cost O(log L) search plus a short memmove of the price list.
+
+The book knows nothing of accounts or risk; the engine drives matching through ``head``,
+``fill`` and ``remove``.  Every mutator records the touched (side, price) in ``touched``
+so the engine can emit one ``BookLevelChanged`` per level per command.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+
+from chainbook.book.order import Order
+
+BUY = 0
+SELL = 1
+
+
+class BookInvariantError(RuntimeError):
+    """``check()`` found the book inconsistent."""
+
+
+class Level:
+    """All open orders at one price, oldest first, and their total open quantity."""
+
+    __slots__ = ("price", "qty", "orders")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.qty = 0
+        self.orders: dict[int, Order] = {}
+
+
+class OrderBook:
+    """Price-time book. All methods are O(1) except level creation/removal (O(log L))."""
+
+    __slots__ = ("levels", "keys", "touched")
+
+    def __init__(self) -> None:
+        self.levels: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
+        # keys[BUY] holds bid prices ascending; keys[SELL] holds -ask ascending: best is last
+        self.keys: tuple[list[int], list[int]] = ([], [])
+        self.touched: dict[tuple[int, int], None] = {}
+
+    def __len__(self) -> int:
+        return sum(len(lv.orders) for side in self.levels for lv in side.values())
+
+    def add(self, order: Order) -> None:
+        """Rest ``order`` at the back of its price level."""
+        side = order.side
+        price = order.price
+        levels = self.levels[side]
+        lv = levels.get(price)
+        if lv is None:
+            lv = levels[price] = Level(price)
+            insort(self.keys[side], price if side == BUY else -price)
+        lv.orders[order.id] = order
+        lv.qty += order.left
+        self.touched[(side, price)] = None
+
+    def remove(self, order: Order) -> None:
+        """Take a resting order out of the book (its ``left`` is what leaves the level)."""
+        side = order.side
+        price = order.price
+        levels = self.levels[side]
+        lv = levels[price]
+        del lv.orders[order.id]
+        lv.qty -= order.left
+        if not lv.orders:
+            del levels[price]
+            keys = self.keys[side]
+            key = price if side == BUY else -price
+            if keys[-1] == key:
+                keys.pop()
+            else:
+                del keys[bisect_left(keys, key)]
+        self.touched[(side, price)] = None
+
+    def reduce(self, order: Order, new_left: int) -> None:
+        """Lower a resting order's open quantity in place, keeping its time priority."""
+        lv = self.levels[order.side][order.price]
+        lv.qty -= order.left - new_left
+        order.left = new_left
+        self.touched[(order.side, order.price)] = None
+
+    def fill(self, order: Order, qty: int) -> None:
+        """Trade ``qty`` of a resting order; it leaves the book when nothing is left."""
+        order.left -= qty
+        order.filled += qty
+        side = order.side
+        price = order.price
+        lv = self.levels[side][price]
+        lv.qty -= qty
+        self.touched[(side, price)] = None
+        if order.left == 0:
+            del lv.orders[order.id]
+            if not lv.orders:
+                del self.levels[side][price]
+                keys = self.keys[side]
+                key = price if side == BUY else -price
+                if keys[-1] == key:
+                    keys.pop()
+                else:
+                    del keys[bisect_left(keys, key)]
+
+    def best_price(self, side: int) -> int | None:
+        """Best bid (side BUY) or best ask (side SELL), or None if that side is empty."""
+        keys = self.keys[side]
+        if not keys:
+            return None
+        return keys[-1] if side == BUY else -keys[-1]
+
+    def head(self, side: int) -> Order | None:
+        """The order first in line on ``side`` (best price, oldest), or None."""
+        keys = self.keys[side]
+        if not keys:
+            return None
+        price = keys[-1] if side == BUY else -keys[-1]
+        return next(iter(self.levels[side][price].orders.values()))
+
+    def iter_side(self, side: int) -> Iterator[Order]:
+        """Yield the orders of ``side`` in priority order (do not mutate while iterating)."""
+        keys = self.keys[side]
+        levels = self.levels[side]
+        for i in range(len(keys) - 1, -1, -1):
+            k = keys[i]
+            yield from levels[k if side == BUY else -k].orders.values()
+
+    def level_qty(self, side: int, price: int) -> int:
+        """Total open lots at ``price`` on ``side`` (0 if no level)."""
+        lv = self.levels[side].get(price)
+        return 0 if lv is None else lv.qty
+
+    def depth(self, side: int, n: int) -> list[tuple[int, int]]:
+        """Top ``n`` levels of ``side`` as (price, total lots), best first. O(n)."""
+        keys = self.keys[side]
+        levels = self.levels[side]
+        out = []
+        for i in range(len(keys) - 1, max(len(keys) - 1 - n, -1), -1):
+            k = keys[i]
+            p = k if side == BUY else -k
+            out.append((p, levels[p].qty))
+        return out
+
+    def check(self) -> None:
+        """Verify every invariant in O(n); raise BookInvariantError on the first breach."""
+        for side in (BUY, SELL):
+            levels = self.levels[side]
+            keys = self.keys[side]
+            if sorted(keys) != keys or len(set(keys)) != len(keys):
+                raise BookInvariantError(f"side {side}: price keys not strictly sorted")
+            prices = {k if side == BUY else -k for k in keys}
+            if prices != set(levels):
+                raise BookInvariantError(f"side {side}: keys and levels disagree")
+            for price, lv in levels.items():
+                if not lv.orders:
+                    raise BookInvariantError(f"side {side}: empty level {price} kept")
+                total = 0
+                for oid, o in lv.orders.items():
+                    if o.id != oid or o.price != price or o.side != side:
+                        raise BookInvariantError(f"order {oid} filed under the wrong level")
+                    if o.left <= 0 or o.left + o.filled != o.qty:
+                        raise BookInvariantError(f"order {oid}: bad quantities")
+                    total += o.left
+                if total != lv.qty:
+                    raise BookInvariantError(f"level {price}: qty {lv.qty} != sum {total}")
+        bid, ask = self.best_price(BUY), self.best_price(SELL)
+        if bid is not None and ask is not None and bid >= ask:
+            raise BookInvariantError(f"book crossed at rest: bid {bid} >= ask {ask}")

@@ -1,0 +1,1 @@
+"""Pure domain values: enums, instruments, commands, events, order state transitions."""

@@ -1,0 +1,526 @@
+"""The deterministic core: ``Engine.apply(cmd, seq, ts) -> list[Event]``.
+
+Single-threaded and pure: no clock, randomness, environment or I/O; time and ``seq`` come
+in with the command.  Each order command runs three stages:
+
+1. accounts pre-check: validate, reserve funds (available -> frozen), or reject having
+   changed nothing;
+2. matching in the symbol's book (price-time, trade price = the resting order's price);
+3. accounts settle: move frozen funds between the two sides of each trade, charge fees
+   into ``FEE_ACCOUNT``, release what is left when an order reaches a terminal state.
+
+Funds an order freezes (the ``reserved`` field of its ``Order``):
+
+* LIMIT buy: notional at the limit price + fee at the higher of maker/taker rates;
+* LIMIT sell: the base quantity;
+* MARKET: exactly what its fills will cost.  Market orders never rest, so the engine
+  first walks the opposite book (``_prepass``: same order, same self-trade rules, same
+  circuit breaker) to find the fills, freezes buy notional + taker fee or sell base
+  quantity, and rejects with INSUFFICIENT_BALANCE if that is more than available.  The
+  match that follows is the same walk, so a market order can never overdraw.
+
+At the end of a command the engine emits one ``BalanceChanged`` per touched (account,
+asset) and one ``BookLevelChanged`` per touched (side, price), with the new values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chainbook.accounts.balances import FEE_ACCOUNT, Balances
+from chainbook.accounts.fees import buy_reserve
+from chainbook.book.book import OrderBook
+from chainbook.book.order import Order
+from chainbook.domain import commands as C
+from chainbook.domain.enums import (
+    CancelReason,
+    ExpireReason,
+    OrderStatus,
+    OrderType,
+    Reject,
+    Side,
+    Stp,
+    SymbolStatus,
+    TimeInForce,
+)
+from chainbook.domain.events import (
+    BalanceChanged,
+    BookLevelChanged,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    SymbolStatusChanged,
+    Trade,
+)
+from chainbook.domain.instruments import BPS
+from chainbook.engine import admin, funds
+from chainbook.engine.symbol_state import SymbolState
+
+BUY = 0
+SELL = 1
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+_LIMIT_MAKER = OrderType.LIMIT_MAKER
+_GTC = TimeInForce.GTC
+_FOK = TimeInForce.FOK
+_NONE = Stp.NONE
+_EXP_TAKER = Stp.EXPIRE_TAKER
+_EXP_MAKER = Stp.EXPIRE_MAKER
+_TRADING = SymbolStatus.TRADING
+_HALTED = SymbolStatus.HALTED
+_EXPIRE_IOC = ExpireReason.IOC
+
+
+class SequenceError(ValueError):
+    """A command arrived with a ``seq`` not above the last one applied (a double apply)."""
+
+
+class Engine:
+    """Accounts plus one order book per symbol; see the module docstring."""
+
+    def __init__(self, book_factory: Callable[[], Any] = OrderBook) -> None:
+        self.book_factory = book_factory
+        self.symbols: dict[str, SymbolState] = {}
+        self.balances = Balances()
+        self.blocked: set[int] = set()  # accounts with the kill switch on
+        self.external_ids: set[str] = set()  # deposits and withdrawals already applied
+        self.withdrawals: dict[str, list[Any]] = {}  # id -> [account, asset, amount, state]
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.last_seq = 0
+        self.last_ts = 0
+        self._dirty: dict[str, SymbolState] = {}
+        self._dispatch: dict[type, Callable[[Any, int, list[Event]], None]] = {
+            C.PlaceOrder: self._place,
+            C.CancelOrder: self._cancel,
+            C.CancelAll: self._cancel_all,
+            C.AmendOrder: self._amend,
+            C.Deposit: lambda c, ts, ev: funds.deposit(self, c, ev),
+            C.WithdrawHold: lambda c, ts, ev: funds.withdraw_hold(self, c, ev),
+            C.WithdrawComplete: lambda c, ts, ev: funds.withdraw_complete(self, c, ev),
+            C.WithdrawRefund: lambda c, ts, ev: funds.withdraw_refund(self, c, ev),
+            C.AddSymbol: lambda c, ts, ev: admin.add_symbol(self, c, ev),
+            C.SetSymbolStatus: lambda c, ts, ev: admin.set_status(self, c, ev),
+            C.SetKillSwitch: lambda c, ts, ev: admin.kill_switch(self, c, ev),
+        }
+
+    # --- entry point -----------------------------------------------------------------
+
+    def apply(self, cmd: C.Command, seq: int, ts: int) -> list[Event]:
+        """Apply one command; return its events. Raise SequenceError if seq is not new.
+
+        ``ts`` is the log's timestamp (ns); a ts older than the last one is treated as
+        the last one, so time never runs backwards inside the core."""
+        if seq <= self.last_seq:
+            raise SequenceError(f"seq {seq} already applied (last {self.last_seq})")
+        self.last_seq = seq
+        if ts < self.last_ts:
+            ts = self.last_ts
+        self.last_ts = ts
+        events: list[Event] = []
+        self._dispatch[type(cmd)](cmd, ts, events)
+        bal = self.balances
+        if bal.touched:
+            acct = bal.acct
+            for a, asset in bal.touched:
+                cell = acct[a][asset]
+                events.append(BalanceChanged(a, asset, cell[0], cell[1]))
+            bal.touched.clear()
+        if self._dirty:
+            for sym in self._dirty.values():
+                book = sym.book
+                name = sym.spec.name
+                for side, price in book.touched:
+                    events.append(BookLevelChanged(name, Side(side), price,
+                                                   book.level_qty(side, price)))
+                book.touched.clear()
+            self._dirty.clear()
+        return events
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _symbol_for_orders(self, name: str, ts: int, ev: list[Event]) -> SymbolState | None:
+        """The symbol (None if unknown), resumed first if its breaker cooldown is over."""
+        sym = self.symbols.get(name)
+        if sym is None:
+            return None
+        if sym.until_ts and ts >= sym.until_ts:
+            sym.until_ts = 0
+            sym.status = _TRADING
+            ev.append(SymbolStatusChanged(name, _TRADING, "cooldown_over", 0))
+        return sym
+
+    def _reject(self, ev: list[Event], account: int, reason: Reject,
+                client_id: str | None, kind: int) -> None:
+        ev.append(OrderRejected(account, reason, client_id, kind))
+
+    def release(self, sym: SymbolState, order: Order) -> None:
+        """Unfreeze whatever ``order`` still has reserved."""
+        if order.reserved:
+            spec = sym.spec
+            self.balances.unfreeze(order.account,
+                                   spec.quote if order.side == BUY else spec.base,
+                                   order.reserved)
+            order.reserved = 0
+
+    def cancel_resting(self, sym: SymbolState, order: Order, reason: CancelReason,
+                       ev: list[Event]) -> None:
+        """Take a resting order out, release its funds, emit OrderCanceled."""
+        sym.book.remove(order)
+        sym.forget(order)
+        self._dirty[sym.spec.name] = sym
+        self.release(sym, order)
+        status = OrderStatus.PARTIALLY_CANCELED if order.filled else OrderStatus.CANCELED
+        ev.append(OrderCanceled(order.id, order.account, sym.spec.name, status,
+                                order.left, order.filled, reason, order.client_id))
+
+    def _expire_resting(self, sym: SymbolState, order: Order, reason: ExpireReason,
+                        ev: list[Event]) -> None:
+        sym.book.remove(order)
+        sym.forget(order)
+        self.release(sym, order)
+        ev.append(OrderExpired(order.id, order.account, sym.spec.name, order.left,
+                               order.filled, reason, order.client_id))
+
+    def _check_price(self, sym: SymbolState, side: int, price: int, qty: int,
+                     kind: OrderType) -> Reject | None:
+        """Filters for a LIMIT price/quantity: range, notional, band, post-only."""
+        spec = sym.spec
+        if price < spec.min_price or (spec.max_price and price > spec.max_price):
+            return Reject.INVALID_PRICE
+        if qty < spec.min_qty or (spec.max_qty and qty > spec.max_qty):
+            return Reject.QTY_OUT_OF_RANGE
+        n = price * qty * spec.quote_per_tick_lot
+        if n < spec.min_notional or (spec.max_notional and n > spec.max_notional):
+            return Reject.NOTIONAL_OUT_OF_RANGE
+        if spec.band_bps:
+            ref = sym.reference_price()
+            if ref and abs(price - ref) * BPS > ref * spec.band_bps:
+                return Reject.PRICE_OUT_OF_BAND
+        if kind == _LIMIT_MAKER:
+            best = sym.book.best_price(1 - side)
+            if best is not None and (price >= best if side == BUY else price <= best):
+                return Reject.WOULD_TAKE
+        return None
+
+    # --- place ---------------------------------------------------------------------
+
+    def _place(self, cmd: C.PlaceOrder, ts: int, ev: list[Event]) -> None:
+        account = cmd.account
+        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        if sym is None:
+            return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 1)
+        if sym.status != _TRADING:
+            return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 1)
+        if account in self.blocked:
+            return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 1)
+        spec = sym.spec
+        side = cmd.side
+        kind = cmd.type
+        tif = cmd.tif
+        qty = cmd.qty
+        stp = spec.default_stp if cmd.stp == Stp.DEFAULT else cmd.stp
+        if kind == _MARKET:
+            bad = self._check_market(sym, cmd)
+            if bad is not None:
+                return self._reject(ev, account, bad, cmd.client_id, 1)
+            limit = 0  # unused: a MARKET order has no price limit
+            fill_qty, cost = self._prepass(sym, side, account, stp, None, qty,
+                                           cmd.quote_qty, ts)
+            asset = spec.quote if side == BUY else spec.base
+            if side == BUY:
+                need = cost + cost * spec.taker_bps // BPS
+            else:
+                need = fill_qty * spec.lot_units
+            # by quote amount, the order is for exactly the lots that amount buys now
+            qty = qty if qty is not None else fill_qty
+            price = 0
+        else:
+            price = cmd.price
+            if price is None or qty is None or cmd.quote_qty is not None or (
+                kind == _LIMIT_MAKER and tif != _GTC
+            ):
+                return self._reject(ev, account, Reject.INVALID_ORDER_PARAMS,
+                                    cmd.client_id, 1)
+            bad = self._check_price(sym, side, price, qty, kind)
+            if bad is not None:
+                return self._reject(ev, account, bad, cmd.client_id, 1)
+            limit = price
+            if side == BUY:
+                asset = spec.quote
+                need = buy_reserve(price, qty, spec.quote_per_tick_lot, spec.max_fee_bps)
+            else:
+                asset = spec.base
+                need = qty * spec.lot_units
+            if tif == _GTC and spec.max_open_orders:
+                mine = sym.by_account.get(account)
+                if mine is not None and len(mine) >= spec.max_open_orders:
+                    return self._reject(ev, account, Reject.TOO_MANY_OPEN_ORDERS,
+                                        cmd.client_id, 1)
+        if cmd.client_id is not None and (account, cmd.client_id) in sym.client_ids:
+            return self._reject(ev, account, Reject.DUPLICATE_CLIENT_ORDER_ID,
+                                cmd.client_id, 1)
+        bal = self.balances
+        cell = bal.get(account, asset)
+        if cell[0] < need:
+            return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE, cmd.client_id, 1)
+
+        # accepted: from here on the command changes state
+        oid = self.next_order_id
+        self.next_order_id = oid + 1
+        order = Order(oid, account, side, price, qty, qty, 0, need, kind, tif, stp,
+                      cmd.client_id)
+        ev.append(OrderAccepted(oid, account, spec.name, side, kind, tif, price, qty,
+                                cmd.quote_qty or 0, cmd.client_id))
+        if need:
+            cell[0] -= need
+            cell[1] += need
+            bal.touched[(account, asset)] = None
+        self._dirty[spec.name] = sym
+        if tif == _FOK and kind == _LIMIT:
+            fillable, _ = self._prepass(sym, side, account, stp, limit, qty, None, ts)
+            if fillable < qty:
+                self.release(sym, order)
+                ev.append(OrderExpired(oid, account, spec.name, qty, 0, ExpireReason.FOK,
+                                       cmd.client_id))
+                return None
+        stopped = self._match(sym, order, limit, ts, ev)
+        if order.left or not order.filled:
+            if kind != _MARKET and tif == _GTC and stopped is None:
+                sym.book.add(order)
+                sym.index(order)
+                return None
+            ev.append(OrderExpired(oid, account, spec.name, order.left, order.filled,
+                                   _EXPIRE_IOC if stopped is None else stopped,
+                                   cmd.client_id))
+        self.release(sym, order)
+        return None
+
+    def _check_market(self, sym: SymbolState, cmd: C.PlaceOrder) -> Reject | None:
+        spec = sym.spec
+        if cmd.price is not None or cmd.tif == _FOK or (cmd.qty is None) == (
+            cmd.quote_qty is None
+        ):
+            return Reject.INVALID_ORDER_PARAMS
+        if cmd.qty is not None:
+            if cmd.qty < spec.min_qty or (spec.max_qty and cmd.qty > spec.max_qty):
+                return Reject.QTY_OUT_OF_RANGE
+        else:
+            q = cmd.quote_qty
+            if q is None or q <= 0 or q < spec.min_notional or (
+                spec.max_notional and q > spec.max_notional
+            ):
+                return Reject.NOTIONAL_OUT_OF_RANGE
+        return None
+
+    def _prepass(self, sym: SymbolState, side: int, account: int, stp: int,
+                 limit: int | None, qty: int | None, quote_qty: int | None,
+                 ts: int) -> tuple[int, int]:
+        """Walk the opposite side as ``_match`` would, without changing anything.
+
+        Return (lots that would fill, their notional).  Stops at the limit price, the
+        requested quantity or quote amount, a self-trade that expires the taker, or a
+        price that would trip the circuit breaker.  O(orders walked)."""
+        spec = sym.spec
+        k = spec.quote_per_tick_lot
+        want = qty if qty is not None else -1
+        budget = quote_qty if quote_qty is not None else -1
+        filled = 0
+        cost = 0
+        breaker = spec.breaker_bps
+        bounds = sym.window_bounds(ts) if breaker else None
+        for maker in sym.book.iter_side(1 - side):
+            p = maker.price
+            if limit is not None and (p > limit if side == BUY else p < limit):
+                break
+            if maker.account == account and stp != _NONE:
+                if stp == _EXP_MAKER:
+                    continue
+                break
+            if breaker:
+                if sym.would_trip(p, bounds):
+                    break
+                bounds = (p, p) if bounds is None else (min(bounds[0], p), max(bounds[1], p))
+            q = maker.left
+            if want >= 0:
+                q = min(q, want - filled)
+            if budget >= 0:
+                q = min(q, (budget - cost) // (p * k))
+            if q <= 0:
+                break
+            filled += q
+            cost += p * q * k
+            if filled == want:
+                break
+        return filled, cost
+
+    # --- matching ------------------------------------------------------------------
+
+    def _match(self, sym: SymbolState, taker: Order, limit: int, ts: int,
+               ev: list[Event]) -> ExpireReason | None:
+        """Match ``taker`` against the opposite side; return why it stopped early, if so.
+
+        ``limit`` is the taker's price; for a MARKET order it is 0 (buy) / -1 (sell),
+        which the comparisons below treat as "no limit"."""
+        book = sym.book
+        spec = sym.spec
+        side = taker.side
+        opp = 1 - side
+        account = taker.account
+        stp = taker.stp
+        name = spec.name
+        k = spec.quote_per_tick_lot
+        lot = spec.lot_units
+        maker_bps = spec.maker_bps
+        taker_bps = spec.taker_bps
+        breaker = spec.breaker_bps
+        bal = self.balances
+        touched = bal.touched
+        base, quote = spec.base, spec.quote
+        no_limit = taker.type == _MARKET
+        while taker.left:
+            maker = book.head(opp)
+            if maker is None:
+                return None
+            p = maker.price
+            if not no_limit and (p > limit if side == BUY else p < limit):
+                return None
+            if maker.account == account and stp != _NONE:
+                if stp != _EXP_TAKER:  # EXPIRE_MAKER or EXPIRE_BOTH
+                    self._expire_resting(sym, maker, ExpireReason.STP, ev)
+                if stp != _EXP_MAKER:  # EXPIRE_TAKER or EXPIRE_BOTH
+                    return ExpireReason.STP
+                continue
+            if breaker and sym.would_trip(p, sym.window_bounds(ts)):
+                admin.trip_breaker(self, sym, p, ts, ev)
+                return ExpireReason.CIRCUIT_BREAKER
+            q = taker.left if taker.left < maker.left else maker.left
+            n = p * q * k
+            mfee = n * maker_bps // BPS
+            tfee = n * taker_bps // BPS
+            base_amt = q * lot
+            if side == BUY:
+                buyer, seller, bfee, sfee = account, maker.account, tfee, mfee
+                taker.reserved -= n + tfee
+                maker.reserved -= base_amt
+            else:
+                buyer, seller, bfee, sfee = maker.account, account, mfee, tfee
+                taker.reserved -= base_amt
+                maker.reserved -= n + mfee
+            bal.get(buyer, quote)[1] -= n + bfee
+            bal.get(buyer, base)[0] += base_amt
+            bal.get(seller, base)[1] -= base_amt
+            bal.get(seller, quote)[0] += n - sfee
+            fees = bfee + sfee
+            if fees:
+                bal.get(FEE_ACCOUNT, quote)[0] += fees
+                touched[(FEE_ACCOUNT, quote)] = None
+            touched[(buyer, quote)] = None
+            touched[(buyer, base)] = None
+            touched[(seller, base)] = None
+            touched[(seller, quote)] = None
+            book.fill(maker, q)
+            taker.left -= q
+            taker.filled += q
+            tid = self.next_trade_id
+            self.next_trade_id = tid + 1
+            ev.append(Trade(tid, name, p, q, n, side, maker.id, taker.id, maker.account,
+                            account, mfee, tfee, maker.left, taker.left))
+            sym.record_trade(ts, p)
+            if not maker.left:
+                sym.forget(maker)
+                if maker.reserved:
+                    self.release(sym, maker)
+        return None
+
+    # --- cancel and amend ----------------------------------------------------------
+
+    def _cancel(self, cmd: C.CancelOrder, ts: int, ev: list[Event]) -> None:
+        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        if sym is None:
+            return self._reject(ev, cmd.account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 2)
+        if sym.status == _HALTED:
+            return self._reject(ev, cmd.account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 2)
+        order = sym.find(cmd.account, cmd.order_id, cmd.client_id)
+        if order is None:
+            return self._reject(ev, cmd.account, Reject.UNKNOWN_ORDER, cmd.client_id, 2)
+        self.cancel_resting(sym, order, CancelReason.USER, ev)
+        return None
+
+    def _cancel_all(self, cmd: C.CancelAll, ts: int, ev: list[Event]) -> None:
+        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        if sym is None:
+            return self._reject(ev, cmd.account, Reject.UNKNOWN_SYMBOL, None, 3)
+        if sym.status == _HALTED:
+            return self._reject(ev, cmd.account, Reject.SYMBOL_NOT_TRADING, None, 3)
+        for order in list(sym.by_account.get(cmd.account, {}).values()):
+            self.cancel_resting(sym, order, CancelReason.CANCEL_ALL, ev)
+        return None
+
+    def _amend(self, cmd: C.AmendOrder, ts: int, ev: list[Event]) -> None:
+        account = cmd.account
+        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        if sym is None:
+            return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 4)
+        if sym.status != _TRADING:
+            return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 4)
+        if account in self.blocked:
+            return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 4)
+        order = sym.find(account, cmd.order_id, cmd.client_id)
+        if order is None:
+            return self._reject(ev, account, Reject.UNKNOWN_ORDER, cmd.client_id, 4)
+        spec = sym.spec
+        price = order.price if cmd.new_price is None else cmd.new_price
+        qty = order.qty if cmd.new_qty is None else cmd.new_qty
+        left = qty - order.filled
+        if left <= 0 or (price == order.price and qty == order.qty):
+            return self._reject(ev, account, Reject.AMEND_INVALID, cmd.client_id, 4)
+        side = order.side
+        # the limit filters apply to the new total quantity; post-only must still not take
+        bad = self._check_price(sym, side, price, qty, OrderType(order.type))
+        if bad is not None:
+            return self._reject(ev, account, bad, cmd.client_id, 4)
+        if side == BUY:
+            asset = spec.quote
+            need = buy_reserve(price, left, spec.quote_per_tick_lot, spec.max_fee_bps)
+        else:
+            asset = spec.base
+            need = left * spec.lot_units
+        delta = need - order.reserved
+        cell = self.balances.get(account, asset)
+        if delta > cell[0]:
+            return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE, cmd.client_id, 4)
+        if delta:
+            cell[0] -= delta
+            cell[1] += delta
+            self.balances.touched[(account, asset)] = None
+        order.reserved = need
+        book = sym.book
+        self._dirty[spec.name] = sym
+        keep = price == order.price and left < order.left
+        if keep:
+            book.reduce(order, left)
+            order.qty = qty
+            ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, True))
+            return None
+        # a new price or a larger quantity loses time priority: out, change, re-enter
+        book.remove(order)
+        order.price = price
+        order.qty = qty
+        order.left = left
+        ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, False))
+        sym.forget(order)
+        stopped = self._match(sym, order, price, ts, ev)
+        if order.left and stopped is None:
+            book.add(order)
+            sym.index(order)
+            return None
+        if order.left:
+            ev.append(OrderExpired(order.id, account, spec.name, order.left, order.filled,
+                                   stopped or _EXPIRE_IOC, order.client_id))
+        self.release(sym, order)
+        return None

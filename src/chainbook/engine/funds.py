@@ -1,0 +1,93 @@
+"""Balance commands: deposits and the withdrawal lifecycle, idempotent by external id.
+
+A withdrawal is held (available -> frozen), then completed (frozen leaves the exchange)
+or refunded (frozen -> available).  Each external id is applied once; a repeat is
+rejected with DUPLICATE_EXTERNAL_ID and changes nothing, which is what makes a redelivered
+deposit or withdrawal harmless.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chainbook.domain import commands as C
+from chainbook.domain.enums import Reject
+from chainbook.domain.events import (
+    Deposited,
+    Event,
+    OrderRejected,
+    WithdrawalCompleted,
+    WithdrawalHeld,
+    WithdrawalRefunded,
+)
+
+if TYPE_CHECKING:
+    from chainbook.engine.engine import Engine
+
+HELD = 0
+COMPLETED = 1
+REFUNDED = 2
+
+
+def deposit(engine: Engine, cmd: C.Deposit, ev: list[Event]) -> None:
+    """Credit a deposit once per external id."""
+    if cmd.amount <= 0 or not cmd.asset:
+        ev.append(OrderRejected(cmd.account, Reject.INVALID_AMOUNT, None, 5))
+        return
+    if cmd.external_id in engine.external_ids:
+        ev.append(OrderRejected(cmd.account, Reject.DUPLICATE_EXTERNAL_ID, None, 5))
+        return
+    engine.external_ids.add(cmd.external_id)
+    engine.balances.credit(cmd.account, cmd.asset, cmd.amount)
+    ev.append(Deposited(cmd.account, cmd.asset, cmd.amount, cmd.external_id))
+
+
+def withdraw_hold(engine: Engine, cmd: C.WithdrawHold, ev: list[Event]) -> None:
+    """Freeze funds for a withdrawal; reject if not available or the id was seen."""
+    if cmd.amount <= 0 or not cmd.asset:
+        ev.append(OrderRejected(cmd.account, Reject.INVALID_AMOUNT, None, 6))
+        return
+    if cmd.external_id in engine.external_ids:
+        ev.append(OrderRejected(cmd.account, Reject.DUPLICATE_EXTERNAL_ID, None, 6))
+        return
+    if engine.balances.available(cmd.account, cmd.asset) < cmd.amount:
+        ev.append(OrderRejected(cmd.account, Reject.INSUFFICIENT_BALANCE, None, 6))
+        return
+    engine.external_ids.add(cmd.external_id)
+    engine.balances.freeze(cmd.account, cmd.asset, cmd.amount)
+    engine.withdrawals[cmd.external_id] = [cmd.account, cmd.asset, cmd.amount, HELD]
+    ev.append(WithdrawalHeld(cmd.account, cmd.asset, cmd.amount, cmd.external_id))
+
+
+def _pending(engine: Engine, external_id: str, kind: int,
+             ev: list[Event]) -> list[object] | None:
+    w = engine.withdrawals.get(external_id)
+    if w is None:
+        ev.append(OrderRejected(-1, Reject.UNKNOWN_WITHDRAWAL, None, kind))
+        return None
+    if w[3] != HELD:
+        ev.append(OrderRejected(int(w[0]), Reject.WITHDRAWAL_NOT_PENDING, None, kind))
+        return None
+    return w
+
+
+def withdraw_complete(engine: Engine, cmd: C.WithdrawComplete, ev: list[Event]) -> None:
+    """The withdrawal left: its frozen funds are gone for good."""
+    w = _pending(engine, cmd.external_id, 7, ev)
+    if w is None:
+        return
+    account, asset, amount = int(w[0]), str(w[1]), int(w[2])
+    engine.balances.burn_frozen(account, asset, amount)
+    w[3] = COMPLETED
+    ev.append(WithdrawalCompleted(account, asset, amount, cmd.external_id))
+
+
+def withdraw_refund(engine: Engine, cmd: C.WithdrawRefund, ev: list[Event]) -> None:
+    """The withdrawal failed: return its funds to available."""
+    w = _pending(engine, cmd.external_id, 8, ev)
+    if w is None:
+        return
+    account, asset, amount = int(w[0]), str(w[1]), int(w[2])
+    engine.balances.unfreeze(account, asset, amount)
+    w[3] = REFUNDED
+    ev.append(WithdrawalRefunded(account, asset, amount, cmd.external_id))

@@ -1,0 +1,118 @@
+"""Everything the core keeps for one symbol: spec, status, book, order indexes, breaker."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from chainbook.book.book import OrderBook
+from chainbook.book.order import Order
+from chainbook.domain.enums import SymbolStatus
+from chainbook.domain.instruments import BPS, SymbolSpec
+
+BookFactory = Callable[[], OrderBook]
+
+
+class SymbolState:
+    """Mutable per-symbol state owned by the engine."""
+
+    __slots__ = (
+        "spec", "book", "status", "until_ts", "last_price", "orders", "by_account",
+        "client_ids", "lo_q", "hi_q",
+    )
+
+    def __init__(self, spec: SymbolSpec, book: OrderBook) -> None:
+        self.spec = spec
+        self.book = book
+        self.status = SymbolStatus.TRADING
+        self.until_ts = 0  # end of a breaker cooldown; 0 = none pending
+        self.last_price = 0  # last traded price, 0 = no trade yet
+        self.orders: dict[int, Order] = {}
+        self.by_account: dict[int, dict[int, Order]] = {}
+        self.client_ids: dict[tuple[int, str], int] = {}
+        # monotonic deques of (ts, price) over the breaker window: lo_q prices strictly
+        # increasing (front = window min), hi_q strictly decreasing (front = window max)
+        self.lo_q: deque[tuple[int, int]] = deque()
+        self.hi_q: deque[tuple[int, int]] = deque()
+
+    # --- order indexes -------------------------------------------------------------
+
+    def index(self, order: Order) -> None:
+        """Register an order that now rests in the book."""
+        self.orders[order.id] = order
+        mine = self.by_account.get(order.account)
+        if mine is None:
+            mine = self.by_account[order.account] = {}
+        mine[order.id] = order
+        if order.client_id is not None:
+            self.client_ids[(order.account, order.client_id)] = order.id
+
+    def forget(self, order: Order) -> None:
+        """Drop an order that left the book from every index."""
+        del self.orders[order.id]
+        mine = self.by_account[order.account]
+        del mine[order.id]
+        if not mine:
+            del self.by_account[order.account]
+        if order.client_id is not None:
+            del self.client_ids[(order.account, order.client_id)]
+
+    def find(self, account: int, order_id: int | None, client_id: str | None) -> Order | None:
+        """The account's open order by id or client id, or None."""
+        if order_id is None and client_id is not None:
+            order_id = self.client_ids.get((account, client_id))
+        if order_id is None:
+            return None
+        order = self.orders.get(order_id)
+        if order is None or order.account != account:
+            return None
+        return order
+
+    # --- reference price and circuit breaker ----------------------------------------
+
+    def reference_price(self) -> int:
+        """Last trade price, else the mid of best bid and ask, else 0 (no reference)."""
+        if self.last_price:
+            return self.last_price
+        bid = self.book.best_price(0)
+        ask = self.book.best_price(1)
+        if bid is None or ask is None:
+            return 0
+        return (bid + ask) // 2
+
+    def window_bounds(self, ts: int) -> tuple[int, int] | None:
+        """(min, max) traded price within the breaker window ending at ``ts``, or None.
+
+        Does not mutate the deques (a rejected command must change nothing)."""
+        cutoff = ts - self.spec.breaker_window_ns
+        lo = next((p for t, p in self.lo_q if t >= cutoff), None)
+        if lo is None:
+            return None
+        hi = next(p for t, p in self.hi_q if t >= cutoff)
+        return lo, hi
+
+    def would_trip(self, price: int, bounds: tuple[int, int] | None) -> bool:
+        """True if trading at ``price`` moves more than breaker_bps from the window."""
+        if bounds is None:
+            return False
+        b = self.spec.breaker_bps
+        lo, hi = bounds
+        return price * BPS > lo * (BPS + b) or price * BPS < hi * (BPS - b)
+
+    def record_trade(self, ts: int, price: int) -> None:
+        """Push a trade into the breaker window and evict what fell out of it. O(1) amortized."""
+        self.last_price = price
+        if not self.spec.breaker_bps:
+            return
+        cutoff = ts - self.spec.breaker_window_ns
+        lo_q, hi_q = self.lo_q, self.hi_q
+        while lo_q and lo_q[0][0] < cutoff:
+            lo_q.popleft()
+        while hi_q and hi_q[0][0] < cutoff:
+            hi_q.popleft()
+        while lo_q and lo_q[-1][1] >= price:
+            lo_q.pop()
+        lo_q.append((ts, price))
+        while hi_q and hi_q[-1][1] <= price:
+            hi_q.pop()
+        hi_q.append((ts, price))

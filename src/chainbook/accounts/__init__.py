@@ -1,6 +1,6 @@
 """Balances per account and asset, fees and the pre-trade risk arithmetic."""
 
-from chainbook.accounts.balances import FEE_ACCOUNT, Balances, BalanceInvariantError
+from chainbook.accounts.balances import FEE_ACCOUNT, BalanceInvariantError, Balances
 from chainbook.accounts.fees import fee, notional
 
 __all__ = ["FEE_ACCOUNT", "Balances", "BalanceInvariantError", "fee", "notional"]

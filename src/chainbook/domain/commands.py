@@ -18,7 +18,7 @@ class Command(msgspec.Struct, frozen=True, array_like=True, tag_field="k"):
     """Base of all commands."""
 
 
-class PlaceOrder(Command, tag=1):
+class PlaceOrder(Command, tag=1, frozen=True):
     """Place an order. LIMIT needs ``price``; MARKET needs exactly one of ``qty`` and
     ``quote_qty`` (Binance quoteOrderQty: the notional to trade, fees on top)."""
 
@@ -34,7 +34,7 @@ class PlaceOrder(Command, tag=1):
     stp: Stp = Stp.DEFAULT
 
 
-class CancelOrder(Command, tag=2):
+class CancelOrder(Command, tag=2, frozen=True):
     """Cancel one order by ``order_id`` or by ``client_id``; only the remainder goes."""
 
     account: int
@@ -43,14 +43,14 @@ class CancelOrder(Command, tag=2):
     client_id: str | None = None
 
 
-class CancelAll(Command, tag=3):
+class CancelAll(Command, tag=3, frozen=True):
     """Cancel every open order of ``account`` on ``symbol``."""
 
     account: int
     symbol: str
 
 
-class AmendOrder(Command, tag=4):
+class AmendOrder(Command, tag=4, frozen=True):
     """Change price and/or total quantity of an open order.
 
     ``new_qty`` is the new total order quantity (like Binance newQty, filled part
@@ -66,7 +66,7 @@ class AmendOrder(Command, tag=4):
     new_qty: int | None = None
 
 
-class Deposit(Command, tag=5):
+class Deposit(Command, tag=5, frozen=True):
     """Credit ``amount`` base units; idempotent by ``external_id`` (e.g. tx hash:log index)."""
 
     account: int
@@ -75,7 +75,7 @@ class Deposit(Command, tag=5):
     external_id: str
 
 
-class WithdrawHold(Command, tag=6):
+class WithdrawHold(Command, tag=6, frozen=True):
     """Freeze ``amount`` for a withdrawal identified by ``external_id``."""
 
     account: int
@@ -84,32 +84,32 @@ class WithdrawHold(Command, tag=6):
     external_id: str
 
 
-class WithdrawComplete(Command, tag=7):
+class WithdrawComplete(Command, tag=7, frozen=True):
     """The withdrawal ``external_id`` went out: remove its frozen funds for good."""
 
     external_id: str
 
 
-class WithdrawRefund(Command, tag=8):
+class WithdrawRefund(Command, tag=8, frozen=True):
     """The withdrawal ``external_id`` failed: return its frozen funds to available."""
 
     external_id: str
 
 
-class AddSymbol(Command, tag=9):
+class AddSymbol(Command, tag=9, frozen=True):
     """Admin: list a new symbol."""
 
     spec: SymbolSpec
 
 
-class SetSymbolStatus(Command, tag=10):
+class SetSymbolStatus(Command, tag=10, frozen=True):
     """Admin: halt, resume or put a symbol in cancel-only."""
 
     symbol: str
     status: SymbolStatus
 
 
-class SetKillSwitch(Command, tag=11):
+class SetKillSwitch(Command, tag=11, frozen=True):
     """Kill switch: when ``active``, cancel all the account's orders and block new ones."""
 
     account: int

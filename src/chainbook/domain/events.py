@@ -27,7 +27,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True, tag_field="k"):
     """Base of all events."""
 
 
-class OrderAccepted(Event, tag=1):
+class OrderAccepted(Event, tag=1, frozen=True):
     order_id: int
     account: int
     symbol: str
@@ -40,14 +40,14 @@ class OrderAccepted(Event, tag=1):
     client_id: str | None
 
 
-class OrderRejected(Event, tag=2):
+class OrderRejected(Event, tag=2, frozen=True):
     account: int  # -1 for commands that have no account
     reason: Reject
     client_id: str | None
     command_kind: int  # the tag of the rejected command
 
 
-class Trade(Event, tag=3):
+class Trade(Event, tag=3, frozen=True):
     """A match. Final: nothing undoes it. ``*_left`` is what each order still has open."""
 
     trade_id: int
@@ -55,7 +55,7 @@ class Trade(Event, tag=3):
     price: int
     qty: int
     quote_amount: int  # price * qty * quote_per_tick_lot
-    taker_side: Side
+    taker_side: int  # Side (kept a plain int on the hot path)
     maker_order_id: int
     taker_order_id: int
     maker_account: int
@@ -66,7 +66,7 @@ class Trade(Event, tag=3):
     taker_left: int
 
 
-class OrderCanceled(Event, tag=4):
+class OrderCanceled(Event, tag=4, frozen=True):
     order_id: int
     account: int
     symbol: str
@@ -77,7 +77,7 @@ class OrderCanceled(Event, tag=4):
     client_id: str | None
 
 
-class OrderExpired(Event, tag=5):
+class OrderExpired(Event, tag=5, frozen=True):
     order_id: int
     account: int
     symbol: str
@@ -87,7 +87,7 @@ class OrderExpired(Event, tag=5):
     client_id: str | None
 
 
-class OrderAmended(Event, tag=6):
+class OrderAmended(Event, tag=6, frozen=True):
     order_id: int
     account: int
     symbol: str
@@ -97,60 +97,60 @@ class OrderAmended(Event, tag=6):
     kept_priority: bool
 
 
-class BalanceChanged(Event, tag=7):
+class BalanceChanged(Event, tag=7, frozen=True):
     account: int
     asset: str
     available: int
     frozen: int
 
 
-class BookLevelChanged(Event, tag=8):
+class BookLevelChanged(Event, tag=8, frozen=True):
     symbol: str
-    side: Side
+    side: int  # Side
     price: int
     qty: int  # total open lots at this level now, 0 = level gone
 
 
-class SymbolAdded(Event, tag=9):
+class SymbolAdded(Event, tag=9, frozen=True):
     spec: SymbolSpec
 
 
-class SymbolStatusChanged(Event, tag=10):
+class SymbolStatusChanged(Event, tag=10, frozen=True):
     symbol: str
     status: SymbolStatus
     reason: str  # "admin", "circuit_breaker: ...", "cooldown_over"
     until_ts: int  # end of the cooldown for a breaker, else 0
 
 
-class Deposited(Event, tag=11):
+class Deposited(Event, tag=11, frozen=True):
     account: int
     asset: str
     amount: int
     external_id: str
 
 
-class WithdrawalHeld(Event, tag=12):
+class WithdrawalHeld(Event, tag=12, frozen=True):
     account: int
     asset: str
     amount: int
     external_id: str
 
 
-class WithdrawalCompleted(Event, tag=13):
+class WithdrawalCompleted(Event, tag=13, frozen=True):
     account: int
     asset: str
     amount: int
     external_id: str
 
 
-class WithdrawalRefunded(Event, tag=14):
+class WithdrawalRefunded(Event, tag=14, frozen=True):
     account: int
     asset: str
     amount: int
     external_id: str
 
 
-class KillSwitchChanged(Event, tag=15):
+class KillSwitchChanged(Event, tag=15, frozen=True):
     account: int
     active: bool
 

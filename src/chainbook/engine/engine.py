@@ -39,7 +39,6 @@ from chainbook.domain.enums import (
     OrderStatus,
     OrderType,
     Reject,
-    Side,
     Stp,
     SymbolStatus,
     TimeInForce,
@@ -58,6 +57,7 @@ from chainbook.domain.events import (
 )
 from chainbook.domain.instruments import BPS
 from chainbook.engine import admin, funds
+from chainbook.engine.funds import Withdrawal
 from chainbook.engine.symbol_state import SymbolState
 
 BUY = 0
@@ -88,7 +88,7 @@ class Engine:
         self.balances = Balances()
         self.blocked: set[int] = set()  # accounts with the kill switch on
         self.external_ids: set[str] = set()  # deposits and withdrawals already applied
-        self.withdrawals: dict[str, list[Any]] = {}  # id -> [account, asset, amount, state]
+        self.withdrawals: dict[str, Withdrawal] = {}  # by external id
         self.next_order_id = 1
         self.next_trade_id = 1
         self.last_seq = 0
@@ -135,8 +135,7 @@ class Engine:
                 book = sym.book
                 name = sym.spec.name
                 for side, price in book.touched:
-                    events.append(BookLevelChanged(name, Side(side), price,
-                                                   book.level_qty(side, price)))
+                    events.append(BookLevelChanged(name, side, price, book.level_qty(side, price)))
                 book.touched.clear()
             self._dirty.clear()
         return events
@@ -224,6 +223,7 @@ class Engine:
         tif = cmd.tif
         qty = cmd.qty
         stp = spec.default_stp if cmd.stp == Stp.DEFAULT else cmd.stp
+        price: int
         if kind == _MARKET:
             bad = self._check_market(sym, cmd)
             if bad is not None:
@@ -240,12 +240,12 @@ class Engine:
             qty = qty if qty is not None else fill_qty
             price = 0
         else:
-            price = cmd.price
-            if price is None or qty is None or cmd.quote_qty is not None or (
+            if cmd.price is None or qty is None or cmd.quote_qty is not None or (
                 kind == _LIMIT_MAKER and tif != _GTC
             ):
                 return self._reject(ev, account, Reject.INVALID_ORDER_PARAMS,
                                     cmd.client_id, 1)
+            price = cmd.price
             bad = self._check_price(sym, side, price, qty, kind)
             if bad is not None:
                 return self._reject(ev, account, bad, cmd.client_id, 1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from chainbook.domain import commands as C
 from chainbook.domain.enums import Reject
 from chainbook.domain.events import (
@@ -27,6 +29,15 @@ if TYPE_CHECKING:
 HELD = 0
 COMPLETED = 1
 REFUNDED = 2
+
+
+class Withdrawal(msgspec.Struct, array_like=True):
+    """A withdrawal the core knows of; ``state`` is HELD, COMPLETED or REFUNDED."""
+
+    account: int
+    asset: str
+    amount: int
+    state: int = HELD
 
 
 def deposit(engine: Engine, cmd: C.Deposit, ev: list[Event]) -> None:
@@ -55,18 +66,18 @@ def withdraw_hold(engine: Engine, cmd: C.WithdrawHold, ev: list[Event]) -> None:
         return
     engine.external_ids.add(cmd.external_id)
     engine.balances.freeze(cmd.account, cmd.asset, cmd.amount)
-    engine.withdrawals[cmd.external_id] = [cmd.account, cmd.asset, cmd.amount, HELD]
+    engine.withdrawals[cmd.external_id] = Withdrawal(cmd.account, cmd.asset, cmd.amount)
     ev.append(WithdrawalHeld(cmd.account, cmd.asset, cmd.amount, cmd.external_id))
 
 
 def _pending(engine: Engine, external_id: str, kind: int,
-             ev: list[Event]) -> list[object] | None:
+             ev: list[Event]) -> Withdrawal | None:
     w = engine.withdrawals.get(external_id)
     if w is None:
         ev.append(OrderRejected(-1, Reject.UNKNOWN_WITHDRAWAL, None, kind))
         return None
-    if w[3] != HELD:
-        ev.append(OrderRejected(int(w[0]), Reject.WITHDRAWAL_NOT_PENDING, None, kind))
+    if w.state != HELD:
+        ev.append(OrderRejected(w.account, Reject.WITHDRAWAL_NOT_PENDING, None, kind))
         return None
     return w
 
@@ -76,10 +87,9 @@ def withdraw_complete(engine: Engine, cmd: C.WithdrawComplete, ev: list[Event]) 
     w = _pending(engine, cmd.external_id, 7, ev)
     if w is None:
         return
-    account, asset, amount = int(w[0]), str(w[1]), int(w[2])
-    engine.balances.burn_frozen(account, asset, amount)
-    w[3] = COMPLETED
-    ev.append(WithdrawalCompleted(account, asset, amount, cmd.external_id))
+    engine.balances.burn_frozen(w.account, w.asset, w.amount)
+    w.state = COMPLETED
+    ev.append(WithdrawalCompleted(w.account, w.asset, w.amount, cmd.external_id))
 
 
 def withdraw_refund(engine: Engine, cmd: C.WithdrawRefund, ev: list[Event]) -> None:
@@ -87,7 +97,6 @@ def withdraw_refund(engine: Engine, cmd: C.WithdrawRefund, ev: list[Event]) -> N
     w = _pending(engine, cmd.external_id, 8, ev)
     if w is None:
         return
-    account, asset, amount = int(w[0]), str(w[1]), int(w[2])
-    engine.balances.unfreeze(account, asset, amount)
-    w[3] = REFUNDED
-    ev.append(WithdrawalRefunded(account, asset, amount, cmd.external_id))
+    engine.balances.unfreeze(w.account, w.asset, w.amount)
+    w.state = REFUNDED
+    ev.append(WithdrawalRefunded(w.account, w.asset, w.amount, cmd.external_id))

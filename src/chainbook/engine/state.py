@@ -20,6 +20,7 @@ from chainbook.book.order import Order
 from chainbook.domain.enums import SymbolStatus
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.engine.engine import Engine
+from chainbook.engine.funds import HELD, Withdrawal
 from chainbook.engine.symbol_state import SymbolState
 
 STATE_VERSION = 1
@@ -82,7 +83,7 @@ def export_state(engine: Engine) -> EngineSnap:
         withdrawn=sorted(bal.withdrawn.items()),
         blocked=sorted(engine.blocked),
         external_ids=sorted(engine.external_ids),
-        withdrawals=sorted((k, int(w[0]), str(w[1]), int(w[2]), int(w[3]))
+        withdrawals=sorted((k, w.account, w.asset, w.amount, w.state)
                            for k, w in engine.withdrawals.items()),
     )
 
@@ -118,7 +119,9 @@ def import_state(snap: EngineSnap, engine: Engine | None = None) -> Engine:
     bal.withdrawn = dict(snap.withdrawn)
     eng.blocked = set(snap.blocked)
     eng.external_ids = set(snap.external_ids)
-    eng.withdrawals = {k: [a, asset, amt, st] for k, a, asset, amt, st in snap.withdrawals}
+    eng.withdrawals = {
+        k: Withdrawal(a, asset, amt, st) for k, a, asset, amt, st in snap.withdrawals
+    }
     return eng
 
 
@@ -161,9 +164,10 @@ def check(engine: Engine) -> None:
                     raise EngineInvariantError(f"order {o.id}: reserve {o.reserved} wrong")
                 key = (o.account, spec.base)
             expect_frozen[key] = expect_frozen.get(key, 0) + o.reserved
-    for account, asset, amount, state in engine.withdrawals.values():
-        if state == 0:
-            expect_frozen[(account, asset)] = expect_frozen.get((account, asset), 0) + amount
+    for w in engine.withdrawals.values():
+        if w.state == HELD:
+            key = (w.account, w.asset)
+            expect_frozen[key] = expect_frozen.get(key, 0) + w.amount
     engine.balances.check()
     for account, assets in engine.balances.acct.items():
         for asset, (_, frozen) in assets.items():

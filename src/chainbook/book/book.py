@@ -8,7 +8,8 @@ and emptied levels cost O(log L) search plus a short memmove of the price list.
 
 The book knows nothing of accounts or risk; the engine drives matching through ``head``,
 ``fill`` and ``remove``.  Every mutator records the touched (side, price) in ``touched``
-so the engine can emit one ``BookLevelChanged`` per level per command.
+(mapped to its ``Level``, whose ``qty`` is 0 once the level is gone) so the engine can
+emit one ``BookLevelChanged`` per level per command.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class OrderBook:
         self.levels: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
         # keys[BUY] holds bid prices ascending; keys[SELL] holds -ask ascending: best is last
         self.keys: tuple[list[int], list[int]] = ([], [])
-        self.touched: dict[tuple[int, int], None] = {}
+        self.touched: dict[tuple[int, int], Level] = {}
 
     def __len__(self) -> int:
         return sum(len(lv.orders) for side in self.levels for lv in side.values())
@@ -62,7 +63,7 @@ class OrderBook:
             insort(self.keys[side], price if side == BUY else -price)
         lv.orders[order.id] = order
         lv.qty += order.left
-        self.touched[(side, price)] = None
+        self.touched[(side, price)] = lv
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book (its ``left`` is what leaves the level)."""
@@ -80,14 +81,14 @@ class OrderBook:
                 keys.pop()
             else:
                 del keys[bisect_left(keys, key)]
-        self.touched[(side, price)] = None
+        self.touched[(side, price)] = lv
 
     def reduce(self, order: Order, new_left: int) -> None:
         """Lower a resting order's open quantity in place, keeping its time priority."""
         lv = self.levels[order.side][order.price]
         lv.qty -= order.left - new_left
         order.left = new_left
-        self.touched[(order.side, order.price)] = None
+        self.touched[(order.side, order.price)] = lv
 
     def fill(self, order: Order, qty: int) -> None:
         """Trade ``qty`` of a resting order; it leaves the book when nothing is left."""
@@ -97,7 +98,7 @@ class OrderBook:
         price = order.price
         lv = self.levels[side][price]
         lv.qty -= qty
-        self.touched[(side, price)] = None
+        self.touched[(side, price)] = lv
         if order.left == 0:
             del lv.orders[order.id]
             if not lv.orders:

@@ -13,12 +13,23 @@ from chainbook.book.book import BUY, BookInvariantError
 from chainbook.book.order import Order
 
 
+class _LevelView:
+    """What ``touched`` maps to: the level's current total, computed on demand."""
+
+    def __init__(self, book: NaiveBook, side: int, price: int) -> None:
+        self.book, self.side, self.price = book, side, price
+
+    @property
+    def qty(self) -> int:
+        return self.book.level_qty(self.side, self.price)
+
+
 class NaiveBook:
     """Reference book with the ``OrderBook`` interface."""
 
     def __init__(self) -> None:
         self.orders: list[Order] = []  # in arrival order; arrival = time priority
-        self.touched: dict[tuple[int, int], None] = {}
+        self.touched: dict[tuple[int, int], _LevelView] = {}
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -31,20 +42,20 @@ class NaiveBook:
 
     def add(self, order: Order) -> None:
         self.orders.append(order)
-        self.touched[(order.side, order.price)] = None
+        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
 
     def remove(self, order: Order) -> None:
         self.orders = [o for o in self.orders if o.id != order.id]
-        self.touched[(order.side, order.price)] = None
+        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
 
     def reduce(self, order: Order, new_left: int) -> None:
         order.left = new_left
-        self.touched[(order.side, order.price)] = None
+        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
 
     def fill(self, order: Order, qty: int) -> None:
         order.left -= qty
         order.filled += qty
-        self.touched[(order.side, order.price)] = None
+        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
         if order.left == 0:
             self.orders = [o for o in self.orders if o.id != order.id]
 

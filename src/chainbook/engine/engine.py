@@ -134,8 +134,8 @@ class Engine:
             for sym in self._dirty.values():
                 book = sym.book
                 name = sym.spec.name
-                for side, price in book.touched:
-                    events.append(BookLevelChanged(name, side, price, book.level_qty(side, price)))
+                for (side, price), lv in book.touched.items():
+                    events.append(BookLevelChanged(name, side, price, lv.qty))
                 book.touched.clear()
             self._dirty.clear()
         return events
@@ -186,7 +186,7 @@ class Engine:
                                order.filled, reason, order.client_id))
 
     def _check_price(self, sym: SymbolState, side: int, price: int, qty: int,
-                     kind: OrderType) -> Reject | None:
+                     kind: int) -> Reject | None:
         """Filters for a LIMIT price/quantity: range, notional, band, post-only."""
         spec = sym.spec
         if price < spec.min_price or (spec.max_price and price > spec.max_price):
@@ -215,7 +215,7 @@ class Engine:
             return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 1)
         if sym.status != _TRADING:
             return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 1)
-        if account in self.blocked:
+        if self.blocked and account in self.blocked:
             return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 1)
         spec = sym.spec
         side = cmd.side
@@ -468,20 +468,21 @@ class Engine:
             return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 4)
         if sym.status != _TRADING:
             return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 4)
-        if account in self.blocked:
+        if self.blocked and account in self.blocked:
             return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 4)
         order = sym.find(account, cmd.order_id, cmd.client_id)
         if order is None:
             return self._reject(ev, account, Reject.UNKNOWN_ORDER, cmd.client_id, 4)
         spec = sym.spec
-        price = order.price if cmd.new_price is None else cmd.new_price
+        old_price = order.price
+        price = old_price if cmd.new_price is None else cmd.new_price
         qty = order.qty if cmd.new_qty is None else cmd.new_qty
         left = qty - order.filled
-        if left <= 0 or (price == order.price and qty == order.qty):
+        if left <= 0 or (price == old_price and qty == order.qty):
             return self._reject(ev, account, Reject.AMEND_INVALID, cmd.client_id, 4)
         side = order.side
         # the limit filters apply to the new total quantity; post-only must still not take
-        bad = self._check_price(sym, side, price, qty, OrderType(order.type))
+        bad = self._check_price(sym, side, price, qty, order.type)
         if bad is not None:
             return self._reject(ev, account, bad, cmd.client_id, 4)
         if side == BUY:
@@ -491,18 +492,19 @@ class Engine:
             asset = spec.base
             need = left * spec.lot_units
         delta = need - order.reserved
-        cell = self.balances.get(account, asset)
-        if delta > cell[0]:
-            return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE, cmd.client_id, 4)
         if delta:
+            bal = self.balances
+            cell = bal.get(account, asset)
+            if delta > cell[0]:
+                return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE,
+                                    cmd.client_id, 4)
             cell[0] -= delta
             cell[1] += delta
-            self.balances.touched[(account, asset)] = None
-        order.reserved = need
+            bal.touched[(account, asset)] = None
+            order.reserved = need
         book = sym.book
         self._dirty[spec.name] = sym
-        keep = price == order.price and left < order.left
-        if keep:
+        if price == old_price and left < order.left:
             book.reduce(order, left)
             order.qty = qty
             ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, True))
@@ -513,12 +515,15 @@ class Engine:
         order.qty = qty
         order.left = left
         ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, False))
-        sym.forget(order)
+        best = book.best_price(1 - side)
+        if best is None or (price < best if side == BUY else price > best):
+            book.add(order)  # does not cross: no matching needed
+            return None
         stopped = self._match(sym, order, price, ts, ev)
         if order.left and stopped is None:
             book.add(order)
-            sym.index(order)
             return None
+        sym.forget(order)
         if order.left:
             ev.append(OrderExpired(order.id, account, spec.name, order.left, order.filled,
                                    stopped or _EXPIRE_IOC, order.client_id))

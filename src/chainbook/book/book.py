@@ -83,6 +83,35 @@ class OrderBook:
                 del keys[bisect_left(keys, key)]
         self.touched[(side, price)] = lv
 
+    def move(self, order: Order, price: int, left: int) -> None:
+        """Re-price a resting order: it leaves its level and joins the back of ``price``'s
+        with ``left`` open lots (loses time priority).  The caller ensures no cross."""
+        side = order.side
+        old = order.price
+        levels = self.levels[side]
+        touched = self.touched
+        keys = self.keys[side]
+        lv = levels[old]
+        del lv.orders[order.id]
+        lv.qty -= order.left
+        touched[(side, old)] = lv
+        if not lv.orders:
+            del levels[old]
+            key = old if side == BUY else -old
+            if keys[-1] == key:
+                keys.pop()
+            else:
+                del keys[bisect_left(keys, key)]
+        order.price = price
+        order.left = left
+        new = levels.get(price)
+        if new is None:
+            new = levels[price] = Level(price)
+            insort(keys, price if side == BUY else -price)
+        new.orders[order.id] = order
+        new.qty += left
+        touched[(side, price)] = new
+
     def reduce(self, order: Order, new_left: int) -> None:
         """Lower a resting order's open quantity in place, keeping its time priority."""
         lv = self.levels[order.side][order.price]

@@ -48,6 +48,12 @@ class NaiveBook:
         self.orders = [o for o in self.orders if o.id != order.id]
         self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
 
+    def move(self, order: Order, price: int, left: int) -> None:
+        self.remove(order)
+        order.price = price
+        order.left = left
+        self.add(order)
+
     def reduce(self, order: Order, new_left: int) -> None:
         order.left = new_left
         self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)

@@ -14,7 +14,7 @@ from chainbook.domain.enums import OrderType, Side, Stp, SymbolStatus, TimeInFor
 from chainbook.domain.instruments import SymbolSpec
 
 
-class Command(msgspec.Struct, frozen=True, array_like=True, tag_field="k"):
+class Command(msgspec.Struct, frozen=True, array_like=True, tag_field="k", gc=False):
     """Base of all commands."""
 
 

@@ -23,7 +23,7 @@ from chainbook.domain.enums import (
 from chainbook.domain.instruments import SymbolSpec
 
 
-class Event(msgspec.Struct, frozen=True, array_like=True, tag_field="k"):
+class Event(msgspec.Struct, frozen=True, array_like=True, tag_field="k", gc=False):
     """Base of all events."""
 
 

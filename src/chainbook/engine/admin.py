@@ -51,6 +51,8 @@ def kill_switch(engine: Engine, cmd: C.SetKillSwitch, ev: list[Event]) -> None:
         for sym in engine.symbols.values():
             for order in list(sym.by_account.get(cmd.account, {}).values()):
                 engine.cancel_resting(sym, order, CancelReason.KILL_SWITCH, ev)
+            engine.flush_book(sym, ev)  # one symbol at a time: apply() flushes only one
+        engine._dirty = None
     else:
         engine.blocked.discard(cmd.account)
     ev.append(KillSwitchChanged(cmd.account, cmd.active))

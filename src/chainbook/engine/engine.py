@@ -93,7 +93,7 @@ class Engine:
         self.next_trade_id = 1
         self.last_seq = 0
         self.last_ts = 0
-        self._dirty: dict[str, SymbolState] = {}
+        self._dirty: SymbolState | None = None  # the symbol whose book this command touched
         self._dispatch: dict[type, Callable[[Any, int, list[Event]], None]] = {
             C.PlaceOrder: self._place,
             C.CancelOrder: self._cancel,
@@ -130,28 +130,33 @@ class Engine:
                 cell = acct[a][asset]
                 events.append(BalanceChanged(a, asset, cell[0], cell[1]))
             bal.touched.clear()
-        if self._dirty:
-            for sym in self._dirty.values():
-                book = sym.book
-                name = sym.spec.name
-                for (side, price), lv in book.touched.items():
-                    events.append(BookLevelChanged(name, side, price, lv.qty))
-                book.touched.clear()
-            self._dirty.clear()
+        if self._dirty is not None:
+            self.flush_book(self._dirty, events)
+            self._dirty = None
         return events
+
+    def flush_book(self, sym: SymbolState, events: list[Event]) -> None:
+        """Emit one BookLevelChanged per level of ``sym`` touched since the last flush."""
+        book = sym.book
+        name = sym.spec.name
+        for (side, price), lv in book.touched.items():
+            events.append(BookLevelChanged(name, side, price, lv.qty))
+        book.touched.clear()
 
     # --- helpers -------------------------------------------------------------------
 
     def _symbol_for_orders(self, name: str, ts: int, ev: list[Event]) -> SymbolState | None:
         """The symbol (None if unknown), resumed first if its breaker cooldown is over."""
         sym = self.symbols.get(name)
-        if sym is None:
-            return None
-        if sym.until_ts and ts >= sym.until_ts:
-            sym.until_ts = 0
-            sym.status = _TRADING
-            ev.append(SymbolStatusChanged(name, _TRADING, "cooldown_over", 0))
+        if sym is not None and sym.until_ts and ts >= sym.until_ts:
+            self._resume(sym, ev)
         return sym
+
+    def _resume(self, sym: SymbolState, ev: list[Event]) -> None:
+        """End a circuit-breaker cooldown: the symbol trades again."""
+        sym.until_ts = 0
+        sym.status = _TRADING
+        ev.append(SymbolStatusChanged(sym.spec.name, _TRADING, "cooldown_over", 0))
 
     def _reject(self, ev: list[Event], account: int, reason: Reject,
                 client_id: str | None, kind: int) -> None:
@@ -171,7 +176,7 @@ class Engine:
         """Take a resting order out, release its funds, emit OrderCanceled."""
         sym.book.remove(order)
         sym.forget(order)
-        self._dirty[sym.spec.name] = sym
+        self._dirty = sym
         self.release(sym, order)
         status = OrderStatus.PARTIALLY_CANCELED if order.filled else OrderStatus.CANCELED
         ev.append(OrderCanceled(order.id, order.account, sym.spec.name, status,
@@ -252,7 +257,7 @@ class Engine:
             limit = price
             if side == BUY:
                 asset = spec.quote
-                need = buy_reserve(price, qty, spec.quote_per_tick_lot, spec.max_fee_bps)
+                need = buy_reserve(price, qty, spec.quote_per_tick_lot, sym.max_fee_bps)
             else:
                 asset = spec.base
                 need = qty * spec.lot_units
@@ -280,7 +285,7 @@ class Engine:
             cell[0] -= need
             cell[1] += need
             bal.touched[(account, asset)] = None
-        self._dirty[spec.name] = sym
+        self._dirty = sym
         if tif == _FOK and kind == _LIMIT:
             fillable, _ = self._prepass(sym, side, account, stp, limit, qty, None, ts)
             if fillable < qty:
@@ -463,15 +468,20 @@ class Engine:
 
     def _amend(self, cmd: C.AmendOrder, ts: int, ev: list[Event]) -> None:
         account = cmd.account
-        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        sym = self.symbols.get(cmd.symbol)
         if sym is None:
             return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 4)
+        if sym.until_ts and ts >= sym.until_ts:
+            self._resume(sym, ev)
         if sym.status != _TRADING:
             return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 4)
         if self.blocked and account in self.blocked:
             return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 4)
-        order = sym.find(account, cmd.order_id, cmd.client_id)
-        if order is None:
+        oid = cmd.order_id
+        if oid is None and cmd.client_id is not None:
+            oid = sym.client_ids.get((account, cmd.client_id))
+        order = sym.orders.get(oid)  # type: ignore[arg-type]
+        if order is None or order.account != account:
             return self._reject(ev, account, Reject.UNKNOWN_ORDER, cmd.client_id, 4)
         spec = sym.spec
         old_price = order.price
@@ -487,38 +497,38 @@ class Engine:
             return self._reject(ev, account, bad, cmd.client_id, 4)
         if side == BUY:
             asset = spec.quote
-            need = buy_reserve(price, left, spec.quote_per_tick_lot, spec.max_fee_bps)
+            n = price * left * spec.quote_per_tick_lot
+            need = n + n * sym.max_fee_bps // BPS
         else:
             asset = spec.base
             need = left * spec.lot_units
         delta = need - order.reserved
         if delta:
-            bal = self.balances
-            cell = bal.get(account, asset)
+            cell = self.balances.acct[account][asset]  # exists: the order reserves from it
             if delta > cell[0]:
                 return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE,
                                     cmd.client_id, 4)
             cell[0] -= delta
             cell[1] += delta
-            bal.touched[(account, asset)] = None
+            self.balances.touched[(account, asset)] = None
             order.reserved = need
         book = sym.book
-        self._dirty[spec.name] = sym
+        self._dirty = sym
         if price == old_price and left < order.left:
             book.reduce(order, left)
             order.qty = qty
             ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, True))
             return None
         # a new price or a larger quantity loses time priority: out, change, re-enter
-        book.remove(order)
-        order.price = price
         order.qty = qty
-        order.left = left
         ev.append(OrderAmended(order.id, account, spec.name, price, qty, left, False))
         best = book.best_price(1 - side)
         if best is None or (price < best if side == BUY else price > best):
-            book.add(order)  # does not cross: no matching needed
+            book.move(order, price, left)  # does not cross: no matching needed
             return None
+        book.remove(order)
+        order.price = price
+        order.left = left
         stopped = self._match(sym, order, price, ts, ev)
         if order.left and stopped is None:
             book.add(order)

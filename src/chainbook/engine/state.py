@@ -14,6 +14,7 @@ import hashlib
 from collections import deque
 
 import msgspec
+from msgspec.structs import replace
 
 from chainbook.accounts.fees import buy_reserve
 from chainbook.book.order import Order
@@ -57,11 +58,13 @@ class EngineSnap(msgspec.Struct, array_like=True):
 
 
 def export_state(engine: Engine) -> EngineSnap:
-    """Capture the engine's whole state. O(orders + balances + ids)."""
+    """Capture the engine's whole state as a value (orders are copied, so commands
+    applied afterwards do not change it). O(orders + balances + ids)."""
     symbols = [
         SymbolSnap(
             s.spec, int(s.status), s.until_ts, s.last_price,
-            list(s.book.iter_side(0)), list(s.book.iter_side(1)),
+            [replace(o) for o in s.book.iter_side(0)],
+            [replace(o) for o in s.book.iter_side(1)],
             list(s.lo_q), list(s.hi_q),
         )
         for s in engine.symbols.values()

@@ -18,11 +18,12 @@ class SymbolState:
 
     __slots__ = (
         "spec", "book", "status", "until_ts", "last_price", "orders", "by_account",
-        "client_ids", "lo_q", "hi_q",
+        "client_ids", "lo_q", "hi_q", "max_fee_bps",
     )
 
     def __init__(self, spec: SymbolSpec, book: OrderBook) -> None:
         self.spec = spec
+        self.max_fee_bps = spec.max_fee_bps  # cached: read on every buy reserve
         self.book = book
         self.status = SymbolStatus.TRADING
         self.until_ts = 0  # end of a breaker cooldown; 0 = none pending

@@ -23,7 +23,7 @@ class Balances:
 
     def __init__(self) -> None:
         self.acct: dict[int, dict[str, list[int]]] = {}
-        self.touched: dict[tuple[int, str], None] = {}
+        self.touched: dict[tuple[int, str], list[int]] = {}  # -> its cell
         self.deposited: dict[str, int] = {}
         self.withdrawn: dict[str, int] = {}
 
@@ -55,29 +55,31 @@ class Balances:
 
     def credit(self, account: int, asset: str, amount: int) -> None:
         """Add to available (a deposit)."""
-        self.get(account, asset)[0] += amount
+        cell = self.get(account, asset)
+        cell[0] += amount
         self.deposited[asset] = self.deposited.get(asset, 0) + amount
-        self.touched[(account, asset)] = None
+        self.touched[(account, asset)] = cell
 
     def freeze(self, account: int, asset: str, amount: int) -> None:
         """Move ``amount`` from available to frozen; the caller has checked it is there."""
         cell = self.get(account, asset)
         cell[0] -= amount
         cell[1] += amount
-        self.touched[(account, asset)] = None
+        self.touched[(account, asset)] = cell
 
     def unfreeze(self, account: int, asset: str, amount: int) -> None:
         """Move ``amount`` from frozen back to available."""
         cell = self.get(account, asset)
         cell[0] += amount
         cell[1] -= amount
-        self.touched[(account, asset)] = None
+        self.touched[(account, asset)] = cell
 
     def burn_frozen(self, account: int, asset: str, amount: int) -> None:
         """Remove ``amount`` of frozen funds that left the exchange (a withdrawal)."""
-        self.get(account, asset)[1] -= amount
+        cell = self.get(account, asset)
+        cell[1] -= amount
         self.withdrawn[asset] = self.withdrawn.get(asset, 0) + amount
-        self.touched[(account, asset)] = None
+        self.touched[(account, asset)] = cell
 
     def check(self) -> None:
         """Verify non-negativity and per-asset conservation in O(accounts x assets)."""

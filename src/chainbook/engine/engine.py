@@ -125,9 +125,7 @@ class Engine:
         self._dispatch[type(cmd)](cmd, ts, events)
         bal = self.balances
         if bal.touched:
-            acct = bal.acct
-            for a, asset in bal.touched:
-                cell = acct[a][asset]
+            for (a, asset), cell in bal.touched.items():
                 events.append(BalanceChanged(a, asset, cell[0], cell[1]))
             bal.touched.clear()
         if self._dirty is not None:
@@ -284,7 +282,7 @@ class Engine:
         if need:
             cell[0] -= need
             cell[1] += need
-            bal.touched[(account, asset)] = None
+            bal.touched[(account, asset)] = cell
         self._dirty = sym
         if tif == _FOK and kind == _LIMIT:
             fillable, _ = self._prepass(sym, side, account, stp, limit, qty, None, ts)
@@ -293,7 +291,14 @@ class Engine:
                 ev.append(OrderExpired(oid, account, spec.name, qty, 0, ExpireReason.FOK,
                                        cmd.client_id))
                 return None
-        stopped = self._match(sym, order, limit, ts, ev)
+        if kind == _MARKET:
+            stopped = self._match(sym, order, limit, ts, ev)
+        else:
+            best = sym.book.best_price(1 - side)
+            if best is not None and (price >= best if side == BUY else price <= best):
+                stopped = self._match(sym, order, limit, ts, ev)
+            else:
+                stopped = None  # does not cross: nothing to match
         if order.left or not order.filled:
             if kind != _MARKET and tif == _GTC and stopped is None:
                 sym.book.add(order)
@@ -416,18 +421,24 @@ class Engine:
                 buyer, seller, bfee, sfee = maker.account, account, mfee, tfee
                 taker.reserved -= base_amt
                 maker.reserved -= n + mfee
-            bal.get(buyer, quote)[1] -= n + bfee
-            bal.get(buyer, base)[0] += base_amt
-            bal.get(seller, base)[1] -= base_amt
-            bal.get(seller, quote)[0] += n - sfee
+            get = bal.get
+            cell = get(buyer, quote)
+            cell[1] -= n + bfee
+            touched[(buyer, quote)] = cell
+            cell = get(buyer, base)
+            cell[0] += base_amt
+            touched[(buyer, base)] = cell
+            cell = get(seller, base)
+            cell[1] -= base_amt
+            touched[(seller, base)] = cell
+            cell = get(seller, quote)
+            cell[0] += n - sfee
+            touched[(seller, quote)] = cell
             fees = bfee + sfee
             if fees:
-                bal.get(FEE_ACCOUNT, quote)[0] += fees
-                touched[(FEE_ACCOUNT, quote)] = None
-            touched[(buyer, quote)] = None
-            touched[(buyer, base)] = None
-            touched[(seller, base)] = None
-            touched[(seller, quote)] = None
+                cell = get(FEE_ACCOUNT, quote)
+                cell[0] += fees
+                touched[(FEE_ACCOUNT, quote)] = cell
             book.fill(maker, q)
             taker.left -= q
             taker.filled += q
@@ -510,7 +521,7 @@ class Engine:
                                     cmd.client_id, 4)
             cell[0] -= delta
             cell[1] += delta
-            self.balances.touched[(account, asset)] = None
+            self.balances.touched[(account, asset)] = cell
             order.reserved = need
         book = sym.book
         self._dirty = sym

@@ -49,7 +49,7 @@ def kill_switch(engine: Engine, cmd: C.SetKillSwitch, ev: list[Event]) -> None:
     if cmd.active:
         engine.blocked.add(cmd.account)
         for sym in engine.symbols.values():
-            for order in list(sym.by_account.get(cmd.account, {}).values()):
+            for order in sym.open_orders_of(cmd.account):
                 engine.cancel_resting(sym, order, CancelReason.KILL_SWITCH, ev)
             engine.flush_book(sym, ev)  # one symbol at a time: apply() flushes only one
         engine._dirty = None

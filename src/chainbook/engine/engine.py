@@ -473,7 +473,7 @@ class Engine:
             return self._reject(ev, cmd.account, Reject.UNKNOWN_SYMBOL, None, 3)
         if sym.status == _HALTED:
             return self._reject(ev, cmd.account, Reject.SYMBOL_NOT_TRADING, None, 3)
-        for order in list(sym.by_account.get(cmd.account, {}).values()):
+        for order in sym.open_orders_of(cmd.account):
             self.cancel_resting(sym, order, CancelReason.CANCEL_ALL, ev)
         return None
 

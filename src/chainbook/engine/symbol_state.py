@@ -58,6 +58,12 @@ class SymbolState:
         if order.client_id is not None:
             del self.client_ids[(order.account, order.client_id)]
 
+    def open_orders_of(self, account: int) -> list[Order]:
+        """The account's open orders oldest first (by order id, so the order is the same
+        after a restart from a snapshot). O(k log k)."""
+        mine = self.by_account.get(account)
+        return [] if mine is None else sorted(mine.values(), key=lambda o: o.id)
+
     def find(self, account: int, order_id: int | None, client_id: str | None) -> Order | None:
         """The account's open order by id or client id, or None."""
         if order_id is None and client_id is not None:

@@ -60,16 +60,13 @@ class ExpireReason(IntEnum):
     IOC = 0  # unfilled remainder of an IOC or market order
     FOK = 1  # FOK that could not fill completely
     STP = 2  # self-trade prevention
-    NO_FUNDS = 3  # market order stopped because its reserve ran out
     CIRCUIT_BREAKER = 4  # matching stopped by the circuit breaker
-    SYMBOL_HALTED = 5  # an open order removed because its symbol was halted by admin
 
 
 class CancelReason(IntEnum):
     USER = 0
     CANCEL_ALL = 1
     KILL_SWITCH = 2
-    AMEND_TO_ZERO = 3
 
 
 class Reject(IntEnum):

@@ -3,7 +3,8 @@
 One command yields a list of events; the journal frames the list with the command's
 ``seq`` and ``ts`` (events do not repeat them).  Balance and book-level events carry the
 *new* absolute values, once per touched (account, asset) or (side, price) at the end of
-the command, so a consumer never has to sum deltas to know the state.
+the command (a kill switch, which spans symbols, emits each symbol's level changes right
+after that symbol's cancels), so a consumer never has to sum deltas to know the state.
 """
 
 from __future__ import annotations

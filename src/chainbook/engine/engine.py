@@ -192,6 +192,8 @@ class Engine:
                      kind: int) -> Reject | None:
         """Filters for a LIMIT price/quantity: range, notional, band, post-only."""
         spec = sym.spec
+        if qty <= 0:
+            return Reject.INVALID_QUANTITY
         if price < spec.min_price or (spec.max_price and price > spec.max_price):
             return Reject.INVALID_PRICE
         if qty < spec.min_qty or (spec.max_qty and qty > spec.max_qty):
@@ -232,13 +234,21 @@ class Engine:
             if bad is not None:
                 return self._reject(ev, account, bad, cmd.client_id, 1)
             limit = 0  # unused: a MARKET order has no price limit
-            fill_qty, cost = self._prepass(sym, side, account, stp, None, qty,
-                                           cmd.quote_qty, ts)
-            asset = spec.quote if side == BUY else spec.base
+            fill_qty, cost, cut = self._prepass(sym, side, account, stp, None, qty,
+                                                cmd.quote_qty, ts)
             if side == BUY:
+                asset = spec.quote
                 need = cost + cost * spec.taker_bps // BPS
+                # an amount the order names must be there in full, filled or not
+                named = 0 if cmd.quote_qty is None else (
+                    cmd.quote_qty + cmd.quote_qty * spec.taker_bps // BPS)
             else:
+                asset = spec.base
                 need = fill_qty * spec.lot_units
+                named = 0 if qty is None else qty * spec.lot_units
+            if named > need and self.balances.available(account, asset) < named:
+                return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE,
+                                    cmd.client_id, 1)
             # by quote amount, the order is for exactly the lots that amount buys now
             qty = qty if qty is not None else fill_qty
             price = 0
@@ -253,6 +263,7 @@ class Engine:
             if bad is not None:
                 return self._reject(ev, account, bad, cmd.client_id, 1)
             limit = price
+            cut = None
             if side == BUY:
                 asset = spec.quote
                 need = buy_reserve(price, qty, spec.quote_per_tick_lot, sym.max_fee_bps)
@@ -268,8 +279,7 @@ class Engine:
             return self._reject(ev, account, Reject.DUPLICATE_CLIENT_ORDER_ID,
                                 cmd.client_id, 1)
         bal = self.balances
-        cell = bal.get(account, asset)
-        if cell[0] < need:
+        if need and bal.available(account, asset) < need:  # read-only: creates no cell
             return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE, cmd.client_id, 1)
 
         # accepted: from here on the command changes state
@@ -280,12 +290,13 @@ class Engine:
         ev.append(OrderAccepted(oid, account, spec.name, side, kind, tif, price, qty,
                                 cmd.quote_qty or 0, cmd.client_id))
         if need:
+            cell = bal.get(account, asset)
             cell[0] -= need
             cell[1] += need
             bal.touched[(account, asset)] = cell
         self._dirty = sym
         if tif == _FOK and kind == _LIMIT:
-            fillable, _ = self._prepass(sym, side, account, stp, limit, qty, None, ts)
+            fillable, _, _ = self._prepass(sym, side, account, stp, limit, qty, None, ts)
             if fillable < qty:
                 self.release(sym, order)
                 ev.append(OrderExpired(oid, account, spec.name, qty, 0, ExpireReason.FOK,
@@ -293,13 +304,15 @@ class Engine:
                 return None
         if kind == _MARKET:
             stopped = self._match(sym, order, limit, ts, ev)
+            if stopped is None and cut is not None and cmd.quote_qty is not None:
+                stopped = self._cut_short(sym, order, cut, ts, ev)
         else:
             best = sym.book.best_price(1 - side)
             if best is not None and (price >= best if side == BUY else price <= best):
                 stopped = self._match(sym, order, limit, ts, ev)
             else:
                 stopped = None  # does not cross: nothing to match
-        if order.left or not order.filled:
+        if order.left or not order.filled or stopped is not None:
             if kind != _MARKET and tif == _GTC and stopped is None:
                 sym.book.add(order)
                 sym.index(order)
@@ -317,6 +330,8 @@ class Engine:
         ):
             return Reject.INVALID_ORDER_PARAMS
         if cmd.qty is not None:
+            if cmd.qty <= 0:
+                return Reject.INVALID_QUANTITY
             if cmd.qty < spec.min_qty or (spec.max_qty and cmd.qty > spec.max_qty):
                 return Reject.QTY_OUT_OF_RANGE
         else:
@@ -329,12 +344,13 @@ class Engine:
 
     def _prepass(self, sym: SymbolState, side: int, account: int, stp: int,
                  limit: int | None, qty: int | None, quote_qty: int | None,
-                 ts: int) -> tuple[int, int]:
+                 ts: int) -> tuple[int, int, ExpireReason | None]:
         """Walk the opposite side as ``_match`` would, without changing anything.
 
-        Return (lots that would fill, their notional).  Stops at the limit price, the
-        requested quantity or quote amount, a self-trade that expires the taker, or a
-        price that would trip the circuit breaker.  O(orders walked)."""
+        Return (lots that would fill, their notional, why the walk was cut short).  It
+        ends at the limit price, the requested quantity or quote amount (no reason), or
+        (reason STP / CIRCUIT_BREAKER) at a self-trade that expires the taker or a price
+        that would trip the breaker while the order still wanted more.  O(orders walked)."""
         spec = sym.spec
         k = spec.quote_per_tick_lot
         want = qty if qty is not None else -1
@@ -347,26 +363,40 @@ class Engine:
             p = maker.price
             if limit is not None and (p > limit if side == BUY else p < limit):
                 break
+            if budget >= 0 and budget - cost < p * k:
+                break  # the quote amount cannot buy one more lot here: done
             if maker.account == account and stp != _NONE:
                 if stp == _EXP_MAKER:
                     continue
-                break
+                return filled, cost, ExpireReason.STP
             if breaker:
                 if sym.would_trip(p, bounds):
-                    break
+                    return filled, cost, ExpireReason.CIRCUIT_BREAKER
                 bounds = (p, p) if bounds is None else (min(bounds[0], p), max(bounds[1], p))
             q = maker.left
             if want >= 0:
                 q = min(q, want - filled)
             if budget >= 0:
                 q = min(q, (budget - cost) // (p * k))
-            if q <= 0:
-                break
             filled += q
             cost += p * q * k
             if filled == want:
                 break
-        return filled, cost
+        return filled, cost, None
+
+    def _cut_short(self, sym: SymbolState, taker: Order, reason: ExpireReason, ts: int,
+                   ev: list[Event]) -> ExpireReason:
+        """Finish what the pre-pass stopped at for an order that has no lots left to
+        match (a MARKET order by quote amount): the self-trade or the breaker trip."""
+        head = sym.book.head(1 - taker.side)
+        if head is None:
+            raise RuntimeError("pre-pass stopped at an order that is not there")
+        if reason == ExpireReason.STP:
+            if taker.stp == Stp.EXPIRE_BOTH and head.account == taker.account:
+                self._expire_resting(sym, head, ExpireReason.STP, ev)
+        else:
+            admin.trip_breaker(self, sym, head.price, ts, ev)
+        return reason
 
     # --- matching ------------------------------------------------------------------
 

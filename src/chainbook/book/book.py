@@ -7,9 +7,9 @@ anywhere and peek at the head are all O(1), which is what cancel-heavy flow need
 and emptied levels cost O(log L) search plus a short memmove of the price list.
 
 The book knows nothing of accounts or risk; the engine drives matching through ``head``,
-``fill`` and ``remove``.  Every mutator records the touched (side, price) in ``touched``
+``fill`` and ``remove``.  Every mutator records the touched price in ``touched[side]``
 (mapped to its ``Level``, whose ``qty`` is 0 once the level is gone) so the engine can
-emit one ``BookLevelChanged`` per level per command.
+emit one ``BookLevelChanged`` per level per command (int keys: no tuple per touch).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class OrderBook:
         self.levels: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
         # keys[BUY] holds bid prices ascending; keys[SELL] holds -ask ascending: best is last
         self.keys: tuple[list[int], list[int]] = ([], [])
-        self.touched: dict[tuple[int, int], Level] = {}
+        self.touched: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
 
     def __len__(self) -> int:
         return sum(len(lv.orders) for side in self.levels for lv in side.values())
@@ -63,7 +63,7 @@ class OrderBook:
             insort(self.keys[side], price if side == BUY else -price)
         lv.orders[order.id] = order
         lv.qty += order.left
-        self.touched[(side, price)] = lv
+        self.touched[side][price] = lv
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book (its ``left`` is what leaves the level)."""
@@ -81,7 +81,7 @@ class OrderBook:
                 keys.pop()
             else:
                 del keys[bisect_left(keys, key)]
-        self.touched[(side, price)] = lv
+        self.touched[side][price] = lv
 
     def move(self, order: Order, price: int, left: int) -> None:
         """Re-price a resting order: it leaves its level and joins the back of ``price``'s
@@ -89,12 +89,12 @@ class OrderBook:
         side = order.side
         old = order.price
         levels = self.levels[side]
-        touched = self.touched
+        touched = self.touched[side]
         keys = self.keys[side]
         lv = levels[old]
         del lv.orders[order.id]
         lv.qty -= order.left
-        touched[(side, old)] = lv
+        touched[old] = lv
         if not lv.orders:
             del levels[old]
             key = old if side == BUY else -old
@@ -110,14 +110,14 @@ class OrderBook:
             insort(keys, price if side == BUY else -price)
         new.orders[order.id] = order
         new.qty += left
-        touched[(side, price)] = new
+        touched[price] = new
 
     def reduce(self, order: Order, new_left: int) -> None:
         """Lower a resting order's open quantity in place, keeping its time priority."""
         lv = self.levels[order.side][order.price]
         lv.qty -= order.left - new_left
         order.left = new_left
-        self.touched[(order.side, order.price)] = lv
+        self.touched[order.side][order.price] = lv
 
     def fill(self, order: Order, qty: int) -> None:
         """Trade ``qty`` of a resting order; it leaves the book when nothing is left."""
@@ -127,7 +127,7 @@ class OrderBook:
         price = order.price
         lv = self.levels[side][price]
         lv.qty -= qty
-        self.touched[(side, price)] = lv
+        self.touched[side][price] = lv
         if order.left == 0:
             del lv.orders[order.id]
             if not lv.orders:
@@ -138,6 +138,15 @@ class OrderBook:
                     keys.pop()
                 else:
                     del keys[bisect_left(keys, key)]
+
+    def touched_levels(self) -> set[tuple[int, int]]:
+        """The (side, price) pairs touched since the last ``clear_touched``."""
+        return {(side, p) for side in (BUY, SELL) for p in self.touched[side]}
+
+    def clear_touched(self) -> None:
+        """Forget what was touched (after the engine emitted it)."""
+        self.touched[0].clear()
+        self.touched[1].clear()
 
     def best_price(self, side: int) -> int | None:
         """Best bid (side BUY) or best ask (side SELL), or None if that side is empty."""

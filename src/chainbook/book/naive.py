@@ -29,7 +29,7 @@ class NaiveBook:
 
     def __init__(self) -> None:
         self.orders: list[Order] = []  # in arrival order; arrival = time priority
-        self.touched: dict[tuple[int, int], _LevelView] = {}
+        self.touched: tuple[dict[int, _LevelView], dict[int, _LevelView]] = ({}, {})
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -42,11 +42,11 @@ class NaiveBook:
 
     def add(self, order: Order) -> None:
         self.orders.append(order)
-        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
+        self.touched[order.side][order.price] = _LevelView(self, order.side, order.price)
 
     def remove(self, order: Order) -> None:
         self.orders = [o for o in self.orders if o.id != order.id]
-        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
+        self.touched[order.side][order.price] = _LevelView(self, order.side, order.price)
 
     def move(self, order: Order, price: int, left: int) -> None:
         self.remove(order)
@@ -56,14 +56,21 @@ class NaiveBook:
 
     def reduce(self, order: Order, new_left: int) -> None:
         order.left = new_left
-        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
+        self.touched[order.side][order.price] = _LevelView(self, order.side, order.price)
 
     def fill(self, order: Order, qty: int) -> None:
         order.left -= qty
         order.filled += qty
-        self.touched[(order.side, order.price)] = _LevelView(self, order.side, order.price)
+        self.touched[order.side][order.price] = _LevelView(self, order.side, order.price)
         if order.left == 0:
             self.orders = [o for o in self.orders if o.id != order.id]
+
+    def touched_levels(self) -> set[tuple[int, int]]:
+        return {(side, p) for side in (BUY, 1) for p in self.touched[side]}
+
+    def clear_touched(self) -> None:
+        self.touched[0].clear()
+        self.touched[1].clear()
 
     def best_price(self, side: int) -> int | None:
         s = self._side(side)

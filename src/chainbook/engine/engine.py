@@ -20,7 +20,8 @@ Funds an order freezes (the ``reserved`` field of its ``Order``):
   match that follows is the same walk, so a market order can never overdraw.
 
 At the end of a command the engine emits one ``BalanceChanged`` per touched (account,
-asset) and one ``BookLevelChanged`` per touched (side, price), with the new values.
+asset) and one ``BookLevelChanged`` per touched (side, price), bids then asks, with the
+new values.
 """
 
 from __future__ import annotations
@@ -134,12 +135,18 @@ class Engine:
         return events
 
     def flush_book(self, sym: SymbolState, events: list[Event]) -> None:
-        """Emit one BookLevelChanged per level of ``sym`` touched since the last flush."""
-        book = sym.book
+        """Emit one BookLevelChanged per level of ``sym`` touched since the last flush
+        (bids first, then asks)."""
+        bids, asks = sym.book.touched
         name = sym.spec.name
-        for (side, price), lv in book.touched.items():
-            events.append(BookLevelChanged(name, side, price, lv.qty))
-        book.touched.clear()
+        if bids:
+            for price, lv in bids.items():
+                events.append(BookLevelChanged(name, 0, price, lv.qty))
+            bids.clear()
+        if asks:
+            for price, lv in asks.items():
+                events.append(BookLevelChanged(name, 1, price, lv.qty))
+            asks.clear()
 
     # --- helpers -------------------------------------------------------------------
 
@@ -404,8 +411,9 @@ class Engine:
                ev: list[Event]) -> ExpireReason | None:
         """Match ``taker`` against the opposite side; return why it stopped early, if so.
 
-        ``limit`` is the taker's price; for a MARKET order it is 0 (buy) / -1 (sell),
-        which the comparisons below treat as "no limit"."""
+        ``limit`` is the taker's price (ignored for a MARKET order).  Each fill moves
+        frozen funds between the two accounts at the maker's price and credits both fees
+        to FEE_ACCOUNT.  O(fills + makers expired by STP)."""
         book = sym.book
         spec = sym.spec
         side = taker.side
@@ -419,69 +427,82 @@ class Engine:
         taker_bps = spec.taker_bps
         breaker = spec.breaker_bps
         bal = self.balances
+        get = bal.get
         touched = bal.touched
         base, quote = spec.base, spec.quote
         no_limit = taker.type == _MARKET
+        t_quote: list[int] | None = None  # the taker's cells, fetched at the first fill
+        t_base: list[int] = []
+        fees = 0
+        stopped: ExpireReason | None = None
         while taker.left:
             maker = book.head(opp)
             if maker is None:
-                return None
+                break
             p = maker.price
             if not no_limit and (p > limit if side == BUY else p < limit):
-                return None
-            if maker.account == account and stp != _NONE:
+                break
+            m_acct = maker.account
+            if m_acct == account and stp != _NONE:
                 if stp != _EXP_TAKER:  # EXPIRE_MAKER or EXPIRE_BOTH
                     self._expire_resting(sym, maker, ExpireReason.STP, ev)
                 if stp != _EXP_MAKER:  # EXPIRE_TAKER or EXPIRE_BOTH
-                    return ExpireReason.STP
+                    stopped = ExpireReason.STP
+                    break
                 continue
             if breaker and sym.would_trip(p, sym.window_bounds(ts)):
                 admin.trip_breaker(self, sym, p, ts, ev)
-                return ExpireReason.CIRCUIT_BREAKER
+                stopped = ExpireReason.CIRCUIT_BREAKER
+                break
             q = taker.left if taker.left < maker.left else maker.left
             n = p * q * k
             mfee = n * maker_bps // BPS
             tfee = n * taker_bps // BPS
             base_amt = q * lot
+            if t_quote is None:
+                t_quote = get(account, quote)
+                t_base = get(account, base)
+            m_quote = get(m_acct, quote)
+            m_base = get(m_acct, base)
             if side == BUY:
-                buyer, seller, bfee, sfee = account, maker.account, tfee, mfee
+                t_quote[1] -= n + tfee
+                t_base[0] += base_amt
+                m_base[1] -= base_amt
+                m_quote[0] += n - mfee
                 taker.reserved -= n + tfee
                 maker.reserved -= base_amt
             else:
-                buyer, seller, bfee, sfee = maker.account, account, mfee, tfee
+                t_base[1] -= base_amt
+                t_quote[0] += n - tfee
+                m_quote[1] -= n + mfee
+                m_base[0] += base_amt
                 taker.reserved -= base_amt
                 maker.reserved -= n + mfee
-            get = bal.get
-            cell = get(buyer, quote)
-            cell[1] -= n + bfee
-            touched[(buyer, quote)] = cell
-            cell = get(buyer, base)
-            cell[0] += base_amt
-            touched[(buyer, base)] = cell
-            cell = get(seller, base)
-            cell[1] -= base_amt
-            touched[(seller, base)] = cell
-            cell = get(seller, quote)
-            cell[0] += n - sfee
-            touched[(seller, quote)] = cell
-            fees = bfee + sfee
-            if fees:
-                cell = get(FEE_ACCOUNT, quote)
-                cell[0] += fees
-                touched[(FEE_ACCOUNT, quote)] = cell
+            touched[(m_acct, quote)] = m_quote
+            touched[(m_acct, base)] = m_base
+            fees += mfee + tfee
             book.fill(maker, q)
             taker.left -= q
             taker.filled += q
             tid = self.next_trade_id
             self.next_trade_id = tid + 1
-            ev.append(Trade(tid, name, p, q, n, side, maker.id, taker.id, maker.account,
+            ev.append(Trade(tid, name, p, q, n, side, maker.id, taker.id, m_acct,
                             account, mfee, tfee, maker.left, taker.left))
-            sym.record_trade(ts, p)
+            sym.last_price = p
+            if breaker:
+                sym.record_trade(ts, p)
             if not maker.left:
                 sym.forget(maker)
                 if maker.reserved:
                     self.release(sym, maker)
-        return None
+        if t_quote is not None:
+            touched[(account, quote)] = t_quote
+            touched[(account, base)] = t_base
+            if fees:
+                cell = get(FEE_ACCOUNT, quote)
+                cell[0] += fees
+                touched[(FEE_ACCOUNT, quote)] = cell
+        return stopped
 
     # --- cancel and amend ----------------------------------------------------------
 

@@ -111,7 +111,7 @@ def import_state(snap: EngineSnap, engine: Engine | None = None) -> Engine:
         for order in s.asks:
             sym.book.add(order)
             sym.index(order)
-        sym.book.touched.clear()
+        sym.book.clear_touched()
         sym.lo_q = deque(s.lo_q)
         sym.hi_q = deque(s.hi_q)
         eng.symbols[s.spec.name] = sym

@@ -109,8 +109,6 @@ class SymbolState:
     def record_trade(self, ts: int, price: int) -> None:
         """Push a trade into the breaker window and evict what fell out of it. O(1) amortized."""
         self.last_price = price
-        if not self.spec.breaker_bps:
-            return
         cutoff = ts - self.spec.breaker_window_ns
         lo_q, hi_q = self.lo_q, self.hi_q
         while lo_q and lo_q[0][0] < cutoff:

@@ -44,7 +44,7 @@ def test_add_depth_best_head(make):
     assert [o.id for o in b.iter_side(BUY)] == [2, 1, 3]
     assert [o.id for o in b.iter_side(SELL)] == [5, 6, 4, 7]
     assert b.level_qty(BUY, 99) == 6
-    assert set(b.touched) == {(BUY, 99), (BUY, 100), (SELL, 101), (SELL, 102), (SELL, 105)}
+    assert b.touched_levels() == {(BUY, 99), (BUY, 100), (SELL, 101), (SELL, 102), (SELL, 105)}
     b.check()
 
 
@@ -54,7 +54,7 @@ def test_remove(make):
     orders = [mk(1, SELL, 101, 1), mk(2, SELL, 101, 2), mk(3, SELL, 101, 3), mk(4, SELL, 103, 4)]
     for o in orders:
         b.add(o)
-    b.touched.clear()
+    b.clear_touched()
     b.remove(orders[1])  # middle of a level
     assert [o.id for o in b.iter_side(SELL)] == [1, 3, 4]
     assert b.depth(SELL, 5) == [(101, 4), (103, 4)]
@@ -63,7 +63,7 @@ def test_remove(make):
     assert b.best_price(SELL) == 103 and b.level_qty(SELL, 101) == 0
     b.remove(orders[3])  # a level that is not the best one... now it is the only one
     assert b.best_price(SELL) is None and len(b) == 0
-    assert set(b.touched) == {(SELL, 101), (SELL, 103)}
+    assert b.touched_levels() == {(SELL, 101), (SELL, 103)}
     b.check()
 
 
@@ -238,4 +238,4 @@ def test_fast_book_matches_naive_book(ops):
             hf, hn = fast.head(s), naive.head(s)
             assert (hf and hf.id) == (hn and hn.id)
         assert len(fast) == len(naive) == len(live)
-        assert fast.touched.keys() == naive.touched.keys()
+        assert fast.touched_levels() == naive.touched_levels()

@@ -74,6 +74,13 @@ _EXP_MAKER = Stp.EXPIRE_MAKER
 _TRADING = SymbolStatus.TRADING
 _HALTED = SymbolStatus.HALTED
 _EXPIRE_IOC = ExpireReason.IOC
+# enum members read on the hot path are bound once here: a class attribute lookup on an
+# Enum costs ~50 ns, a module global ~10 ns
+_EXPIRE_STP = ExpireReason.STP
+_STP_DEFAULT = Stp.DEFAULT
+_CANCELED = OrderStatus.CANCELED
+_PARTIALLY_CANCELED = OrderStatus.PARTIALLY_CANCELED
+_BY_USER = CancelReason.USER
 
 
 class SequenceError(ValueError):
@@ -183,7 +190,7 @@ class Engine:
         sym.forget(order)
         self._dirty = sym
         self.release(sym, order)
-        status = OrderStatus.PARTIALLY_CANCELED if order.filled else OrderStatus.CANCELED
+        status = _PARTIALLY_CANCELED if order.filled else _CANCELED
         ev.append(OrderCanceled(order.id, order.account, sym.spec.name, status,
                                 order.left, order.filled, reason, order.client_id))
 
@@ -234,7 +241,7 @@ class Engine:
         kind = cmd.type
         tif = cmd.tif
         qty = cmd.qty
-        stp = spec.default_stp if cmd.stp == Stp.DEFAULT else cmd.stp
+        stp = spec.default_stp if cmd.stp == _STP_DEFAULT else cmd.stp
         price: int
         if kind == _MARKET:
             bad = self._check_market(sym, cmd)
@@ -445,9 +452,9 @@ class Engine:
             m_acct = maker.account
             if m_acct == account and stp != _NONE:
                 if stp != _EXP_TAKER:  # EXPIRE_MAKER or EXPIRE_BOTH
-                    self._expire_resting(sym, maker, ExpireReason.STP, ev)
+                    self._expire_resting(sym, maker, _EXPIRE_STP, ev)
                 if stp != _EXP_MAKER:  # EXPIRE_TAKER or EXPIRE_BOTH
-                    stopped = ExpireReason.STP
+                    stopped = _EXPIRE_STP
                     break
                 continue
             if breaker and sym.would_trip(p, sym.window_bounds(ts)):
@@ -515,7 +522,7 @@ class Engine:
         order = sym.find(cmd.account, cmd.order_id, cmd.client_id)
         if order is None:
             return self._reject(ev, cmd.account, Reject.UNKNOWN_ORDER, cmd.client_id, 2)
-        self.cancel_resting(sym, order, CancelReason.USER, ev)
+        self.cancel_resting(sym, order, _BY_USER, ev)
         return None
 
     def _cancel_all(self, cmd: C.CancelAll, ts: int, ev: list[Event]) -> None:

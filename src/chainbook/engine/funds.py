@@ -40,9 +40,17 @@ class Withdrawal(msgspec.Struct, array_like=True):
     state: int = HELD
 
 
+MAX_AMOUNT = 2**63 - 1  # every balance and per-asset total fits a signed 64-bit int
+
+
 def deposit(engine: Engine, cmd: C.Deposit, ev: list[Event]) -> None:
-    """Credit a deposit once per external id."""
-    if cmd.amount <= 0 or not cmd.asset:
+    """Credit a deposit once per external id.
+
+    Rejects (INVALID_AMOUNT) a deposit that would take the asset's total past
+    MAX_AMOUNT: balances, the log and snapshots stay within signed 64-bit integers, so
+    an asset's base unit must be chosen to fit (e.g. ETH in gwei, not wei)."""
+    total = engine.balances.deposited.get(cmd.asset, 0)
+    if cmd.amount <= 0 or not cmd.asset or cmd.amount > MAX_AMOUNT - total:
         ev.append(OrderRejected(cmd.account, Reject.INVALID_AMOUNT, None, 5))
         return
     if cmd.external_id in engine.external_ids:

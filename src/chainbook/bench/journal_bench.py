@@ -159,7 +159,7 @@ def resting_orders(n: int) -> list[Entry]:
     """Deposits plus ``n`` GTC orders that never cross (bids below 1e6, asks above)."""
     out: list[Entry] = [(AddSymbol(SPEC), TS0)]
     for a in range(1, 1001):
-        out.append((Deposit(a, "USD", 10**16, f"d{a}u"), TS0))
+        out.append((Deposit(a, "USD", 10**15, f"d{a}u"), TS0))
         out.append((Deposit(a, "BENCH", 10**14, f"d{a}b"), TS0))
     for i in range(n):
         side = i & 1

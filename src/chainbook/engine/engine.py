@@ -289,7 +289,7 @@ class Engine:
                 if mine is not None and len(mine) >= spec.max_open_orders:
                     return self._reject(ev, account, Reject.TOO_MANY_OPEN_ORDERS,
                                         cmd.client_id, 1)
-        if cmd.client_id is not None and (account, cmd.client_id) in sym.client_ids:
+        if cmd.client_id is not None and sym.client_id_of(account, cmd.client_id) is not None:
             return self._reject(ev, account, Reject.DUPLICATE_CLIENT_ORDER_ID,
                                 cmd.client_id, 1)
         bal = self.balances
@@ -548,7 +548,7 @@ class Engine:
             return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 4)
         oid = cmd.order_id
         if oid is None and cmd.client_id is not None:
-            oid = sym.client_ids.get((account, cmd.client_id))
+            oid = sym.client_id_of(account, cmd.client_id)
         order = sym.orders.get(oid)  # type: ignore[arg-type]
         if order is None or order.account != account:
             return self._reject(ev, account, Reject.UNKNOWN_ORDER, cmd.client_id, 4)

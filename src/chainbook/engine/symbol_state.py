@@ -30,7 +30,8 @@ class SymbolState:
         self.last_price = 0  # last traded price, 0 = no trade yet
         self.orders: dict[int, Order] = {}
         self.by_account: dict[int, dict[int, Order]] = {}
-        self.client_ids: dict[tuple[int, str], int] = {}
+        # account -> client order id -> order id (nested: no tuple key per order)
+        self.client_ids: dict[int, dict[str, int]] = {}
         # monotonic deques of (ts, price) over the breaker window: lo_q prices strictly
         # increasing (front = window min), hi_q strictly decreasing (front = window max)
         self.lo_q: deque[tuple[int, int]] = deque()
@@ -46,7 +47,10 @@ class SymbolState:
             mine = self.by_account[order.account] = {}
         mine[order.id] = order
         if order.client_id is not None:
-            self.client_ids[(order.account, order.client_id)] = order.id
+            ids = self.client_ids.get(order.account)
+            if ids is None:
+                ids = self.client_ids[order.account] = {}
+            ids[order.client_id] = order.id
 
     def forget(self, order: Order) -> None:
         """Drop an order that left the book from every index."""
@@ -56,7 +60,10 @@ class SymbolState:
         if not mine:
             del self.by_account[order.account]
         if order.client_id is not None:
-            del self.client_ids[(order.account, order.client_id)]
+            ids = self.client_ids[order.account]
+            del ids[order.client_id]
+            if not ids:
+                del self.client_ids[order.account]
 
     def open_orders_of(self, account: int) -> list[Order]:
         """The account's open orders oldest first (by order id, so the order is the same
@@ -64,10 +71,15 @@ class SymbolState:
         mine = self.by_account.get(account)
         return [] if mine is None else sorted(mine.values(), key=lambda o: o.id)
 
+    def client_id_of(self, account: int, client_id: str) -> int | None:
+        """The order id of the account's open order with this client id, or None."""
+        ids = self.client_ids.get(account)
+        return None if ids is None else ids.get(client_id)
+
     def find(self, account: int, order_id: int | None, client_id: str | None) -> Order | None:
         """The account's open order by id or client id, or None."""
         if order_id is None and client_id is not None:
-            order_id = self.client_ids.get((account, client_id))
+            order_id = self.client_id_of(account, client_id)
         if order_id is None:
             return None
         order = self.orders.get(order_id)

@@ -176,11 +176,15 @@ class Engine:
 
     def release(self, sym: SymbolState, order: Order) -> None:
         """Unfreeze whatever ``order`` still has reserved."""
-        if order.reserved:
+        reserved = order.reserved
+        if reserved:
             spec = sym.spec
-            self.balances.unfreeze(order.account,
-                                   spec.quote if order.side == BUY else spec.base,
-                                   order.reserved)
+            asset = spec.quote if order.side == BUY else spec.base
+            # the cell exists: the order's reserve was frozen in it
+            cell = self.balances.acct[order.account][asset]
+            cell[0] += reserved
+            cell[1] -= reserved
+            self.balances.touched[(order.account, asset)] = cell
             order.reserved = 0
 
     def cancel_resting(self, sym: SymbolState, order: Order, reason: CancelReason,
@@ -229,9 +233,11 @@ class Engine:
 
     def _place(self, cmd: C.PlaceOrder, ts: int, ev: list[Event]) -> None:
         account = cmd.account
-        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        sym = self.symbols.get(cmd.symbol)
         if sym is None:
             return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 1)
+        if sym.until_ts and ts >= sym.until_ts:
+            self._resume(sym, ev)
         if sym.status != _TRADING:
             return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 1)
         if self.blocked and account in self.blocked:
@@ -293,7 +299,9 @@ class Engine:
             return self._reject(ev, account, Reject.DUPLICATE_CLIENT_ORDER_ID,
                                 cmd.client_id, 1)
         bal = self.balances
-        if need and bal.available(account, asset) < need:  # read-only: creates no cell
+        assets = bal.acct.get(account)  # read-only lookups: a reject creates no cell
+        cell = None if assets is None else assets.get(asset)
+        if need and (cell is None or cell[0] < need):
             return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE, cmd.client_id, 1)
 
         # accepted: from here on the command changes state
@@ -303,8 +311,7 @@ class Engine:
                       cmd.client_id)
         ev.append(OrderAccepted(oid, account, spec.name, side, kind, tif, price, qty,
                                 cmd.quote_qty or 0, cmd.client_id))
-        if need:
-            cell = bal.get(account, asset)
+        if need and cell is not None:  # need > 0 implies the cell exists (checked above)
             cell[0] -= need
             cell[1] += need
             bal.touched[(account, asset)] = cell
@@ -435,6 +442,7 @@ class Engine:
         breaker = spec.breaker_bps
         bal = self.balances
         get = bal.get
+        accts = bal.acct
         touched = bal.touched
         base, quote = spec.base, spec.quote
         no_limit = taker.type == _MARKET
@@ -469,8 +477,13 @@ class Engine:
             if t_quote is None:
                 t_quote = get(account, quote)
                 t_base = get(account, base)
-            m_quote = get(m_acct, quote)
-            m_base = get(m_acct, base)
+            m_assets = accts[m_acct]  # exists: the maker's reserve is frozen there
+            m_quote = m_assets.get(quote)
+            if m_quote is None:
+                m_quote = m_assets[quote] = [0, 0]
+            m_base = m_assets.get(base)
+            if m_base is None:
+                m_base = m_assets[base] = [0, 0]
             if side == BUY:
                 t_quote[1] -= n + tfee
                 t_base[0] += base_amt
@@ -514,9 +527,11 @@ class Engine:
     # --- cancel and amend ----------------------------------------------------------
 
     def _cancel(self, cmd: C.CancelOrder, ts: int, ev: list[Event]) -> None:
-        sym = self._symbol_for_orders(cmd.symbol, ts, ev)
+        sym = self.symbols.get(cmd.symbol)
         if sym is None:
             return self._reject(ev, cmd.account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 2)
+        if sym.until_ts and ts >= sym.until_ts:
+            self._resume(sym, ev)
         if sym.status == _HALTED:
             return self._reject(ev, cmd.account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 2)
         order = sym.find(cmd.account, cmd.order_id, cmd.client_id)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 
+import msgspec
+
 from chainbook.book.order import Order
 
 BUY = 0
@@ -27,15 +29,16 @@ class BookInvariantError(RuntimeError):
     """``check()`` found the book inconsistent."""
 
 
-class Level:
-    """All open orders at one price, oldest first, and their total open quantity."""
+class Level(msgspec.Struct, gc=False):
+    """All open orders at one price, oldest first, and their total open quantity.
 
-    __slots__ = ("price", "qty", "orders")
+    A msgspec struct: built in C (no Python ``__init__`` call), which matters because the
+    exchange-core flow creates and drops a level on most price amends.  ``gc=False`` is
+    safe: a level references only its orders, which never reference back."""
 
-    def __init__(self, price: int) -> None:
-        self.price = price
-        self.qty = 0
-        self.orders: dict[int, Order] = {}
+    price: int
+    qty: int
+    orders: dict[int, Order]
 
 
 class OrderBook:
@@ -59,7 +62,7 @@ class OrderBook:
         levels = self.levels[side]
         lv = levels.get(price)
         if lv is None:
-            lv = levels[price] = Level(price)
+            lv = levels[price] = Level(price, 0, {})
             insort(self.keys[side], price if side == BUY else -price)
         lv.orders[order.id] = order
         lv.qty += order.left
@@ -106,7 +109,7 @@ class OrderBook:
         order.left = left
         new = levels.get(price)
         if new is None:
-            new = levels[price] = Level(price)
+            new = levels[price] = Level(price, 0, {})
             insort(keys, price if side == BUY else -price)
         new.orders[order.id] = order
         new.qty += left

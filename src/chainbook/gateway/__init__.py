@@ -1,0 +1,1 @@
+"""Binance-compatible REST and WebSocket gateway (docs/serve.md)."""

@@ -1,0 +1,1 @@
+"""Market data derived from the event journal: depth, trades, klines, tickers, ticks."""

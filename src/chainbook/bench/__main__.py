@@ -1,4 +1,4 @@
-"""``python -m chainbook.bench {engine,memory,journal} [options]``: run one benchmark."""
+"""``python -m chainbook.bench <name> [options]``: run one benchmark."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: python -m chainbook.bench {engine,memory,journal} [options]
+USAGE = """usage: python -m chainbook.bench {engine,memory,journal,rest,fanout,ticks,ledger} [options]
 
   engine   chainbook's Engine.apply vs liquibook vs a plain book (one JSON line)
   memory   RSS of chainbook's engine holding N resting orders (one JSON line)
   journal  durable log, replay and snapshot figures
+  rest     signed REST order entry against a live server (throughput, ack latency)
+  fanout   trade-to-WebSocket fan-out latency to N subscribers
+  ticks    trade-to-datagram latency of the UDP multicast tick stream
+  ledger   trades/s applied into the SQL ledger (SQLite, PostgreSQL), settlement lag
 
 Pass --help after a benchmark name for its options."""
 
@@ -18,6 +22,10 @@ BENCHES = {
     "engine": "chainbook.bench.engine_bench",
     "memory": "chainbook.bench.memory_bench",
     "journal": "chainbook.bench.journal_bench",
+    "rest": "chainbook.bench.rest_bench",
+    "fanout": "chainbook.bench.fanout_bench",
+    "ticks": "chainbook.bench.ticks_bench",
+    "ledger": "chainbook.bench.ledger_bench",
 }
 
 

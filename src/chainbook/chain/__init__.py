@@ -1,0 +1,1 @@
+"""On-chain settlement, deposits and withdrawals (docs/chain.md)."""

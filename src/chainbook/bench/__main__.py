@@ -6,7 +6,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: python -m chainbook.bench {engine,memory,journal,rest,fanout,ticks,ledger} [options]
+USAGE = """usage: python -m chainbook.bench {engine,memory,journal,rest,fanout,ticks,ledger,gas} [options]
 
   engine   chainbook's Engine.apply vs liquibook vs a plain book (one JSON line)
   memory   RSS of chainbook's engine holding N resting orders (one JSON line)
@@ -15,6 +15,7 @@ USAGE = """usage: python -m chainbook.bench {engine,memory,journal,rest,fanout,t
   fanout   trade-to-WebSocket fan-out latency to N subscribers
   ticks    trade-to-datagram latency of the UDP multicast tick stream
   ledger   trades/s applied into the SQL ledger (SQLite, PostgreSQL), settlement lag
+  gas      gas per trade of settlement batches (1..1000 trades) vs one tx per trade
 
 Pass --help after a benchmark name for its options."""
 
@@ -26,6 +27,7 @@ BENCHES = {
     "fanout": "chainbook.bench.fanout_bench",
     "ticks": "chainbook.bench.ticks_bench",
     "ledger": "chainbook.bench.ledger_bench",
+    "gas": "chainbook.bench.gas_bench",
 }
 
 

@@ -1,0 +1,206 @@
+"""Market-data WebSocket routes through Starlette's TestClient: the four connection styles,
+the subscribe protocol and framing, with the real engine and market data behind them.
+
+Commands go through ``client.portal.call(world.core.apply, cmd)`` so the listeners (and the
+hub) run on the app's event loop, as they do under uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+from wsfixtures import TestClient, World
+
+from chainbook.domain.enums import Side
+from chainbook.gateway.ws import valid_stream
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def client(world: World) -> Iterator[TestClient]:
+    with TestClient(world.app) as c:
+        yield c
+
+
+def trade(world: World, client: TestClient, price: str = "100.00", qty: str = "0.5") -> None:
+    """Alice rests a sell, Bob lifts it: one trade on BTCUSDT."""
+    assert client.portal is not None
+    client.portal.call(world.core.apply, world.limit(world.alice.account, Side.SELL, price, qty))
+    client.portal.call(world.core.apply, world.limit(world.bob.account, Side.BUY, price, qty))
+
+
+def request(ws: Any, method: str, params: Any = None, rid: Any = 1) -> Any:
+    msg: dict[str, Any] = {"method": method, "id": rid}
+    if params is not None:
+        msg["params"] = params
+    ws.send_json(msg)
+    return ws.receive_json()
+
+
+def test_valid_stream_names() -> None:
+    symbols = {"BTCUSDT"}
+    good = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@depth", "btcusdt@depth@100ms",
+            "btcusdt@depth@1000ms", "btcusdt@depth5", "btcusdt@depth20@100ms",
+            "btcusdt@depth10@1000ms", "btcusdt@kline_1m", "btcusdt@kline_1M",
+            "btcusdt@miniTicker", "btcusdt@ticker", "btcusdt@bookTicker", "!ticker@arr",
+            "!miniTicker@arr"]
+    bad = ["BTCUSDT@trade", "ethusdt@trade", "btcusdt@trades", "btcusdt@depth7",
+           "btcusdt@depth@250ms", "btcusdt@kline_2m", "btcusdt", "@trade", "!bookTicker",
+           "btcusdt@trade@100ms", "btcusdt@aggtrade", ""]
+    assert [n for n in good if not valid_stream(n, symbols)] == []
+    assert [n for n in bad if valid_stream(n, symbols)] == []
+
+
+def test_ccxt_style_subscribe_list_unsubscribe_echo_the_id(world: World,
+                                                         client: TestClient) -> None:
+    with client.websocket_connect("/ws/0") as ws:
+        assert request(ws, "SUBSCRIBE", ["btcusdt@trade", "ethusdt@trade"], 1) == {
+            "result": None, "id": 1}
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid="abc") == {
+            "result": ["btcusdt@trade", "ethusdt@trade"], "id": "abc"}
+        trade(world, client)
+        event = ws.receive_json()
+        assert event["e"] == "trade" and event["s"] == "BTCUSDT"
+        assert Decimal(event["p"]) == Decimal("100") and Decimal(event["q"]) == Decimal("0.5")
+        assert event["m"] is False  # m = buyer is maker; Bob bought as the taker
+        assert request(ws, "UNSUBSCRIBE", ["btcusdt@trade"], 3) == {"result": None, "id": 3}
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=None) == {
+            "result": ["ethusdt@trade"], "id": None}
+        trade(world, client)
+        # nothing was queued for btcusdt@trade: the next frame is this reply
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=5) == {"result": ["ethusdt@trade"],
+                                                           "id": 5}
+
+
+def test_plain_ws_root_subscribes_later(world: World, client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        assert request(ws, "SUBSCRIBE", ["btcusdt@aggTrade"], 9) == {"result": None, "id": 9}
+        trade(world, client)
+        assert ws.receive_json()["e"] == "aggTrade"
+
+
+def test_stream_in_the_path_is_subscribed_raw(world: World, client: TestClient) -> None:
+    with client.websocket_connect("/ws/btcusdt@trade") as ws:
+        trade(world, client, "101.00")
+        event = ws.receive_json()
+        assert event["e"] == "trade" and Decimal(event["p"]) == Decimal("101")
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=2)["result"] == ["btcusdt@trade"]
+
+
+def test_combined_streams_are_wrapped(world: World, client: TestClient) -> None:
+    with client.websocket_connect("/stream?streams=btcusdt@trade/btcusdt@aggTrade") as ws:
+        trade(world, client)
+        frames = [ws.receive_json(), ws.receive_json()]
+        by_stream = {f["stream"]: f["data"] for f in frames}
+        assert set(by_stream) == {"btcusdt@trade", "btcusdt@aggTrade"}
+        assert by_stream["btcusdt@trade"]["e"] == "trade"
+        assert by_stream["btcusdt@aggTrade"]["e"] == "aggTrade"
+        # a later SUBSCRIBE on a combined connection is wrapped too (its snapshot here)
+        assert request(ws, "SUBSCRIBE", ["btcusdt@bookTicker"], 4) == {"result": None, "id": 4}
+        snap = ws.receive_json()
+        assert snap["stream"] == "btcusdt@bookTicker" and snap["data"]["s"] == "BTCUSDT"
+
+
+def test_snapshot_follows_the_subscribe_reply(world: World, client: TestClient) -> None:
+    assert client.portal is not None
+    client.portal.call(world.core.apply,
+                       world.limit(world.alice.account, Side.BUY, "99.00", "1"))
+    client.portal.call(world.core.apply,
+                       world.limit(world.alice.account, Side.SELL, "102.00", "2"))
+    with client.websocket_connect("/ws/1") as ws:
+        assert request(ws, "SUBSCRIBE", ["btcusdt@depth5"], 1) == {"result": None, "id": 1}
+        snap = ws.receive_json()
+        assert snap["lastUpdateId"] == world.market.depth("BTCUSDT", 5)["lastUpdateId"] > 0
+        assert [[Decimal(p), Decimal(q)] for p, q in snap["bids"]] == [[99, 1]]
+        assert [[Decimal(p), Decimal(q)] for p, q in snap["asks"]] == [[102, 2]]
+
+
+@pytest.mark.parametrize(("frame", "rid", "why"), [
+    ('{"method":"SUBSCRIBE","params":["btcusdt@nope"],"id":7}', 7, "invalid stream"),
+    ('{"method":"SUBSCRIBE","params":["xrpusdt@trade"],"id":"s"}', "s", "invalid stream"),
+    ('{"method":"SUBSCRIBE","params":["BTCUSDT@trade"],"id":8}', 8, "invalid stream"),
+    ('{"method":"SUBSCRIBE","params":[5],"id":8}', 8, "invalid stream"),
+    ('{"method":"SUBSCRIBE","params":"btcusdt@trade","id":8}', 8, "params"),
+    ('{"method":"SUBSCRIBEX","params":[],"id":9}', 9, "unknown method"),
+    ('{"method":"SUBSCRIBE","params":[],"id":true}', None, "'id'"),
+    ('{"method":"SUBSCRIBE","params":[],"id":1.5}', None, "'id'"),
+    ("not json", None, "malformed JSON"),
+    ("[1,2]", None, "JSON object"),
+])
+def test_bad_requests_get_code_2(client: TestClient, frame: str, rid: Any, why: str) -> None:
+    with client.websocket_connect("/ws/0") as ws:
+        ws.send_text(frame)
+        reply = ws.receive_json()
+        assert reply["id"] == rid and type(reply["id"]) is type(rid)
+        assert reply["error"]["code"] == 2
+        assert reply["error"]["msg"].startswith("Invalid request: ") and why in reply[
+            "error"]["msg"]
+        # the connection stays usable and nothing was subscribed
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=2) == {"result": [], "id": 2}
+
+
+def test_a_subscribe_with_one_bad_name_subscribes_nothing(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        reply = request(ws, "SUBSCRIBE", ["btcusdt@trade", "btcusdt@bad"], 1)
+        assert reply["error"]["code"] == 2
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=2)["result"] == []
+
+
+def test_subscription_cap(tmp_path: Path) -> None:
+    world = World(tmp_path, max_streams=2)
+    try:
+        with TestClient(world.app) as client, client.websocket_connect("/ws/0") as ws:
+            assert request(ws, "SUBSCRIBE", ["btcusdt@trade", "ethusdt@trade"], 1)[
+                "result"] is None
+            reply = request(ws, "SUBSCRIBE", ["btcusdt@aggTrade"], 2)
+            assert "too many subscriptions" in reply["error"]["msg"]
+            assert request(ws, "SUBSCRIBE", ["btcusdt@trade"], 3) == {"result": None, "id": 3}
+    finally:
+        world.close()
+
+
+def test_an_invalid_stream_in_the_url_is_refused(client: TestClient) -> None:
+    for url in ("/ws/btcusdt@nonsense", "/stream?streams=btcusdt@trade/dogeusdt@trade"):
+        with pytest.raises(WebSocketDisconnect) as err, client.websocket_connect(url):
+            pass
+        assert err.value.code == 1008
+
+
+def test_legacy_listen_key_stream_gets_raw_user_events(world: World,
+                                                       client: TestClient) -> None:
+    key = world.views.listen_keys.create(world.bob.account)
+    with client.websocket_connect(f"/ws/{key}") as ws:
+        trade(world, client)
+        events = [ws.receive_json() for _ in range(3)]
+        # Bob's taker order: NEW, then TRADE, then his balances
+        assert [(e["e"], e.get("x")) for e in events] == [
+            ("executionReport", "NEW"), ("executionReport", "TRADE"),
+            ("outboundAccountPosition", None)]
+        assert events[1]["S"] == "BUY" and "subscriptionId" not in events[0]
+
+
+def test_an_unknown_listen_key_is_a_plain_connection(world: World,
+                                                     client: TestClient) -> None:
+    with client.websocket_connect("/ws/" + "k" * 64) as ws:
+        trade(world, client)
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=1) == {"result": [], "id": 1}
+    assert world.hub.connections == 0
+
+
+def test_disconnect_forgets_the_connection(world: World, client: TestClient) -> None:
+    with client.websocket_connect("/stream?streams=btcusdt@trade") as ws:
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=1)["result"] == ["btcusdt@trade"]
+        assert world.hub.wants("btcusdt@trade")
+    assert client.portal is not None
+    assert not client.portal.call(world.hub.wants, "btcusdt@trade")
+    assert world.hub.connections == 0

@@ -1,5 +1,14 @@
-"""Command line: run the core on its embedded defaults (local log files, no services).
+"""Command line: run the exchange on its embedded defaults (local files, no services).
 
+    chainbook serve   [--data DIR] [--config FILE] [--host H] [--port P] [--demo]
+                      [--fsync every|interval|off] [--multicast GROUP:PORT]
+                                     the exchange: Binance-compatible REST + WebSocket
+    chainbook account create NAME | list
+    chainbook apikey  create --account NAME_OR_ID [--perms read,trade,withdraw]
+                      | list [--account NAME_OR_ID] | revoke KEY
+    chainbook fund    --account NAME_OR_ID --asset BTC --amount 1.5 [--external-id ID]
+                                     deposit (through the running server if there is one)
+    chainbook ticks   [--group GROUP:PORT] [--resend HOST:PORT]  print the hot ticks
     chainbook demo    [--data DIR]   list BTCUSDT, fund two accounts, trade, print events
     chainbook run     [--data DIR]   apply JSON commands from stdin, print JSON events
     chainbook recover [--data DIR]   recover the directory and print what recovery did
@@ -25,6 +34,7 @@ from chainbook.domain.instruments import SymbolSpec
 from chainbook.engine.state import state_hash
 from chainbook.journal.recovery import DurableEngine
 from chainbook.jsonio import BadCommand, parse_command, render_event
+from chainbook.service.cli_commands import DEFAULT_DATA, CliError, add_service_commands
 
 _json = msgspec.json.Encoder()
 
@@ -130,10 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn in (("demo", cmd_demo), ("run", cmd_run), ("recover", cmd_recover),
                      ("snapshot", cmd_snapshot)):
         sp = sub.add_parser(name)
-        sp.add_argument("--data", default="chainbook-data", help="data directory")
+        sp.add_argument("--data", default=DEFAULT_DATA, help="data directory")
         sp.set_defaults(fn=fn)
+    add_service_commands(sub)
     args = p.parse_args(argv)
-    result: int = args.fn(args)
+    try:
+        result: int = args.fn(args)
+    except CliError as exc:
+        print(f"chainbook: error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -1,0 +1,205 @@
+"""The composition root of ``chainbook serve``: build the parts, wire them, start and stop.
+
+    core (CoreService) ──batches──► MarketData.on_batch ──► Hub (streams)
+                                   AccountViews.on_batch ─► Hub (user data)
+                       ──core thread──► TickSender.on_commit (multicast, optional)
+
+Start-up (the app's lifespan): recover the core and replay its event journal into the
+listeners, list the configured symbols the core does not have, set up the demo accounts
+if asked, start the market-data timers.  Shutdown: stop taking commands, commit and
+close the core (nothing acknowledged is lost), stop the timers, close the WebSocket
+sessions and the tick sender.  docs/serve.md describes the whole process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from chainbook.domain.units import amount_units
+from chainbook.service.admin import admin_routes, new_token, write_token
+from chainbook.service.applied import Applied, Listener
+from chainbook.service.config import Config
+from chainbook.service.core import CoreService
+from chainbook.service.keys import PERMS, KeyStore
+
+log = logging.getLogger(__name__)
+
+DEMO_ACCOUNTS = ("demo1", "demo2")
+DEMO_FUNDS = (("BTC", "10"), ("ETH", "100"), ("USDT", "1000000"))
+DEMO_FILE = "demo-accounts.json"
+KEYS_FILE = "gateway.sqlite"
+
+
+def clock_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Components:
+    """The running parts of one exchange process (what ``build_app`` wired)."""
+
+    config: Config
+    data_dir: Path
+    core: CoreService
+    keys: KeyStore
+    hub: Any
+    market: Any
+    views: Any
+    limits: Any
+    ctx: Any  # chainbook.gateway.context.GatewayContext
+    admin_token: str
+    demo: bool = False
+    ticks: Any = None  # chainbook.marketdata.multicast.TickSender when enabled
+    demo_file: Path | None = None
+    _market_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _started: bool = field(default=False, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    async def start(self) -> None:
+        """Recover and replay the core, list symbols, set up the demo, start timers.
+        Only the first call does anything."""
+        if self._started:
+            return
+        self._started = True
+        write_token(self.data_dir, self.admin_token)
+        await self.core.start()
+        added = await self.core.ensure_symbols(self.config.symbols)
+        if added:
+            log.info("listed %s", ", ".join(added))
+        if self.demo:
+            self.demo_file = await setup_demo(self.core, self.keys, self.data_dir)
+            print(f"demo accounts: {self.demo_file}", flush=True)
+        self._market_task = asyncio.create_task(self.market.run(), name="market-timers")
+
+    async def stop(self) -> None:
+        """Stop taking commands, commit and close the core, then the rest. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            await self.core.stop()
+        finally:
+            self.market.stop()
+            task = self._market_task
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                    await asyncio.wait_for(task, 2.0)
+            self.hub.close_all()
+            if self.ticks is not None:
+                self.ticks.close()
+            self.keys.close()
+
+
+def build_app(config: Config, data_dir: str | os.PathLike[str], *,
+              demo: bool = False) -> tuple[Starlette, Components]:
+    """Build the Starlette app and its components for ``data_dir`` (not started yet:
+    the app's lifespan starts and stops them)."""
+    # the gateway and market data are imported here so the service modules stand alone
+    from chainbook.gateway import rest, ws
+    from chainbook.gateway.context import GatewayContext
+    from chainbook.gateway.hub import Hub
+    from chainbook.gateway.ratelimit import RateLimiter
+    from chainbook.gateway.views import AccountViews
+    from chainbook.marketdata import MarketData
+
+    data = Path(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    core = CoreService(data, config.assets, fsync=config.fsync,
+                       snapshot_every=config.snapshot_every)
+    keys = KeyStore(data / KEYS_FILE)
+    hub = Hub()
+    market = MarketData(core, hub, clock_ms)
+    settled_seq = _no_ledger
+    views = AccountViews(core, hub, settled_seq, clock_ms)
+    rl = config.rate_limits
+    limits = RateLimiter(clock_ms, weight_per_minute=rl["request_weight_per_minute"],
+                         orders_per_10s=rl["orders_per_10s"],
+                         orders_per_day=rl["orders_per_day"])
+    core.add_listener(market.on_batch)
+    core.add_listener(views.on_batch)
+    ticks = None
+    if config.multicast:
+        from chainbook.marketdata.multicast import TickSender
+
+        ticks = TickSender(config.multicast_group, config.multicast_port,
+                           config.multicast_resend_port)
+        core.add_core_listener(ticks.on_commit)  # live batches, on the core thread
+        core.add_listener(_history_only(ticks.replay))  # the book as of the restart
+    token = new_token()
+    # KeyStore's ApiKey is frozen: mypy reads ApiKeyInfo's plain attributes as writable
+    ctx = GatewayContext(core=core, market=market, views=views, hub=hub, limits=limits,
+                         keys=keys,  # type: ignore[arg-type]
+                         clock_ms=clock_ms, settled_seq=settled_seq, admin_token=token)
+    comps = Components(config=config, data_dir=data, core=core, keys=keys, hub=hub,
+                       market=market, views=views, limits=limits, ctx=ctx,
+                       admin_token=token, demo=demo, ticks=ticks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await comps.start()
+        except BaseException:
+            await comps.stop()
+            raise
+        try:
+            yield
+        finally:
+            await comps.stop()
+
+    routes = [*ws.build_ws_routes(ctx), *admin_routes(ctx), *rest.build_rest_routes(ctx),
+              *ctx.extra_routes, *rest.fallback_routes()]  # the catch-all 404 stays last
+    app = Starlette(routes=routes, exception_handlers=rest.exception_handlers(),
+                    lifespan=lifespan)
+    app.state.components = comps
+    return app, comps
+
+
+def _history_only(fn: Callable[[list[Applied]], None]) -> Listener:
+    """A loop listener that passes the start-up history (live=False) to ``fn``."""
+
+    def listener(batch: list[Applied], live: bool) -> None:
+        if not live:
+            fn(batch)
+
+    return listener
+
+
+def _no_ledger() -> int:
+    return 0  # no settlement service yet: every traded order reports SETTLING
+
+
+async def setup_demo(core: CoreService, keys: KeyStore, data_dir: Path) -> Path:
+    """Create the demo accounts and keys once, fund them idempotently, write the file."""
+    entries = []
+    for name in DEMO_ACCOUNTS:
+        acct = keys.account_id(name)
+        if acct is None:
+            acct = keys.create_account(name)
+        existing = [k for k in keys.keys(acct) if k.perms == PERMS]
+        key = existing[0] if existing else keys.create_key(acct, PERMS)
+        deposits = [(asset, amount_units(amount, core.assets[asset]))
+                    for asset, amount in DEMO_FUNDS if asset in core.assets]
+        for asset, units in deposits:
+            await core.deposit(acct, asset, units, f"demo:{name}:{asset}")
+        entries.append({"name": name, "account": acct, "api_key": key.key,
+                        "api_secret": key.secret})
+    path = data_dir / DEMO_FILE
+    tmp = path.with_name(DEMO_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(entries, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,150 @@
+"""``chainbook serve`` as a real process: start, serve, fund, SIGTERM, restart, CLI tools."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CMD = [sys.executable, "-m", "chainbook"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=60, env=ENV)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+class Server:
+    """One ``chainbook serve --demo --port 0`` child process."""
+
+    def __init__(self, data: Path, log: Path) -> None:
+        self.data = data
+        self.out = open(log.with_suffix(".out"), "w")  # noqa: SIM115 - closed in stop()
+        self.err = open(log.with_suffix(".err"), "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*CMD, "serve", "--demo", "--data", str(data), "--port", "0"],
+            stdout=self.out, stderr=self.err, env=ENV)
+        self.log = log
+        deadline = time.monotonic() + 60
+        info = data / "serve.json"
+        while not info.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"serve did not start: {self.stderr()}")
+            time.sleep(0.05)
+        self.port = json.loads(info.read_text())["port"]
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def stderr(self) -> str:
+        return self.log.with_suffix(".err").read_text()
+
+    def stdout(self) -> str:
+        return self.log.with_suffix(".out").read_text()
+
+    def signed(self, path: str, key: dict[str, Any]) -> httpx.Response:
+        query = urllib.parse.urlencode({"timestamp": int(time.time() * 1000),
+                                        "recvWindow": 10000})
+        sig = hmac.new(key["api_secret"].encode(), query.encode(), hashlib.sha256).hexdigest()
+        return self.http.get(f"{path}?{query}&signature={sig}",
+                             headers={"X-MBX-APIKEY": key["api_key"]})
+
+    def balances(self, key: dict[str, Any]) -> dict[str, str]:
+        r = self.signed("/api/v3/account", key)
+        assert r.status_code == 200, r.text
+        return {b["asset"]: b["free"] for b in r.json()["balances"]}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if hasattr(self, "http"):
+            self.http.close()
+        self.out.close()
+        self.err.close()
+        return self.proc.returncode
+
+
+def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    srv = Server(data, tmp_path / "first")
+    try:
+        assert srv.http.get("/api/v3/ping").json() == {}
+        assert f"chainbook serving on http://127.0.0.1:{srv.port} (data: {data})" in srv.stdout()
+        demo = json.loads((data / "demo-accounts.json").read_text())
+        assert [d["name"] for d in demo] == ["demo1", "demo2"]
+        assert all(len(d["api_key"]) == 64 and len(d["api_secret"]) == 64 for d in demo)
+        token = data / "admin-token"
+        assert token.stat().st_mode & 0o077 == 0
+        assert srv.balances(demo[0])["BTC"] == "10.00000000"
+        # fund through the running server's admin endpoint, by account name
+        reply = json.loads(cli("fund", "--data", str(data), "--account", "demo1",
+                               "--asset", "BTC", "--amount", "1.5").stdout)
+        assert reply["balance"]["free"] == "11.50000000"
+        assert srv.balances(demo[0])["BTC"] == "11.50000000"
+        assert srv.http.get("/api/v3/nothing-here").status_code == 404
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.stderr()
+    assert not (data / "serve.json").exists()
+
+    srv = Server(data, tmp_path / "second")
+    try:
+        again = json.loads((data / "demo-accounts.json").read_text())
+        assert again == demo  # same accounts and keys across restarts
+        bal = srv.balances(demo[0])
+        assert bal["BTC"] == "11.50000000"  # not funded twice, the CLI deposit survived
+        assert bal["USDT"] == "1000000.00000000" and bal["ETH"] == "100.00000000"
+        assert srv.balances(demo[1])["BTC"] == "10.00000000"
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.stderr()
+
+    # with no server running, fund opens the data directory itself
+    reply = json.loads(cli("fund", "--data", str(data), "--account", "2", "--asset", "ETH",
+                           "--amount", "0.5", "--external-id", "tx-9").stdout)
+    assert reply["balance"]["free"] == "100.50000000" and reply["duplicate"] is False
+    reply = json.loads(cli("fund", "--data", str(data), "--account", "2", "--asset", "ETH",
+                           "--amount", "0.5", "--external-id", "tx-9").stdout)
+    assert reply["balance"]["free"] == "100.50000000" and reply["duplicate"] is True
+
+
+def test_account_and_apikey_commands(tmp_path: Path) -> None:
+    d = str(tmp_path / "data")
+    assert json.loads(cli("account", "create", "alice", "--data", d).stdout)["account"] == 1
+    bad = cli("account", "create", "alice", "--data", d, check=False)
+    assert bad.returncode == 2 and "already exists" in bad.stderr
+    key = json.loads(cli("apikey", "create", "--account", "alice", "--perms", "read,trade",
+                         "--data", d).stdout)
+    assert key["account"] == 1 and key["perms"] == ["read", "trade"]
+    assert len(key["api_secret"]) == 64
+    listed = [json.loads(line) for line in cli("apikey", "list", "--data", d).stdout.splitlines()]
+    assert [k["api_key"] for k in listed] == [key["api_key"]]
+    assert "api_secret" not in listed[0]
+    cli("apikey", "revoke", key["api_key"], "--data", d)
+    assert cli("apikey", "list", "--data", d).stdout.strip() == ""
+    bad = cli("apikey", "create", "--account", "bob", "--data", d, check=False)
+    assert bad.returncode == 2 and "no account 'bob'" in bad.stderr
+    bad = cli("apikey", "create", "--account", "1", "--perms", "root", "--data", d,
+              check=False)
+    assert bad.returncode == 2 and "unknown permission" in bad.stderr
+    names = [json.loads(line)["name"] for line in cli("account", "list", "--data", d)
+             .stdout.splitlines()]
+    assert names == ["alice"]

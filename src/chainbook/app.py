@@ -140,7 +140,7 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
     token = new_token()
     # KeyStore's ApiKey is frozen: mypy reads ApiKeyInfo's plain attributes as writable
     ctx = GatewayContext(core=core, market=market, views=views, hub=hub, limits=limits,
-                         keys=keys,  # type: ignore[arg-type]
+                         keys=keys,
                          clock_ms=clock_ms, settled_seq=settled_seq, admin_token=token)
     comps = Components(config=config, data_dir=data, core=core, keys=keys, hub=hub,
                        market=market, views=views, limits=limits, ctx=ctx,

@@ -33,10 +33,15 @@ class Core(Protocol):
 
 
 class ApiKeyInfo(Protocol):
-    key: str
-    secret: str
-    account: int
-    perms: frozenset[str]  # subset of {"read", "trade", "withdraw"}
+    @property
+    def key(self) -> str: ...
+    @property
+    def secret(self) -> str: ...
+    @property
+    def account(self) -> int: ...
+    @property
+    def perms(self) -> frozenset[str]:  # subset of {"read", "trade", "withdraw"}
+        ...
 
 
 class Keys(Protocol):

@@ -1,0 +1,146 @@
+"""One REST call, start to end: parameters, rate limit, authentication, handler, JSON.
+
+``endpoint(ctx, handler, ...)`` wraps a handler ``async (ctx, call) -> JSON`` into a
+Starlette endpoint.  The wrapper merges query and form-body parameters, charges the
+request weight to the client IP (``X-MBX-USED-WEIGHT-1M`` on every response, errors
+included), authenticates KEY or SIGNED calls, counts new orders, and turns ``ApiError``
+into Binance's ``{"code", "msg"}`` body.  Any other exception is logged and answered with
+HTTP 500 / -1000: a client never sees a traceback or a non-JSON error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from chainbook.domain.commands import Command
+from chainbook.domain.events import OrderRejected
+from chainbook.gateway import auth, errors
+from chainbook.gateway.auth import Params
+from chainbook.gateway.context import ApiKeyInfo, GatewayContext
+from chainbook.service.applied import Applied
+from chainbook.service.core import CoreUnavailable
+
+log = logging.getLogger("chainbook.gateway")
+
+NONE, KEY, SIGNED = "NONE", "KEY", "SIGNED"
+USED_WEIGHT = "X-MBX-USED-WEIGHT-1M"
+ORDERS_10S = "X-MBX-ORDER-COUNT-10S"
+ORDERS_1D = "X-MBX-ORDER-COUNT-1D"
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Call:
+    """What a handler gets: the request, its merged parameters and the key, if any."""
+
+    request: Request
+    params: Params
+    key: ApiKeyInfo | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def account(self) -> int:
+        if self.key is None:
+            raise RuntimeError("account of an unauthenticated call")
+        return self.key.account
+
+
+Handler = Callable[[GatewayContext, Call], Awaitable[Any]]
+Weight = int | Callable[[Params], int]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    """A JSON response encoded with msgspec."""
+    return Response(_encode(body), status, headers, media_type="application/json")
+
+
+def error_response(exc: errors.ApiError, headers: dict[str, str] | None = None) -> Response:
+    """The Binance error body of ``exc`` with its headers (Retry-After ...)."""
+    merged = dict(headers or {})
+    merged.update(exc.headers)
+    return json_response(exc.body(), exc.http_status, merged)
+
+
+def request_path(request: Request) -> str:
+    """The request path (``request.url`` would fail on a non-UTF-8 query string)."""
+    path: str = request.scope.get("path", "")
+    return path[:200]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (-1101) beyond auth.MAX_BYTES without reading it all."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > auth.MAX_BYTES:
+                raise errors.too_many_params()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise errors.illegal_chars_anywhere() from None
+    return b"".join(chunks)
+
+
+async def submit(ctx: GatewayContext, cmd: Command, *, query: bool = False) -> Applied:
+    """Submit ``cmd`` to the core; raise the Binance error of a reject (-1001 if the core
+    is down).  ``query`` maps UNKNOWN_ORDER to -2013 instead of -2011."""
+    try:
+        applied = await ctx.core.submit(cmd)
+    except CoreUnavailable:
+        raise errors.disconnected() from None
+    for ev in applied.events:
+        if isinstance(ev, OrderRejected):
+            raise errors.reject_error(ev.reason, query=query)
+    return applied
+
+
+def endpoint(ctx: GatewayContext, handler: Handler, *, weight: Weight = 1,
+             security: str = NONE, perm: str = "read", order: bool = False
+             ) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap ``handler`` with parameters, limits, auth and error rendering."""
+
+    async def run(request: Request) -> Response:
+        headers: dict[str, str] = {}
+        ip = client_ip(request)
+        try:
+            query: bytes = request.scope.get("query_string", b"")
+            try:
+                body = await read_body(request)
+                params = auth.parse_params(query, body)
+                cost = weight(params) if callable(weight) else weight
+            except errors.ApiError:
+                headers[USED_WEIGHT] = str(ctx.limits.request(ip, 1))
+                raise
+            headers[USED_WEIGHT] = str(ctx.limits.request(ip, cost))
+            key = None
+            if security == SIGNED:
+                key = auth.verify(ctx.keys, request.headers.get("x-mbx-apikey"), query, body,
+                                  params, perm, ctx.clock_ms)
+            elif security == KEY:
+                key = auth.api_key(ctx.keys, request.headers.get("x-mbx-apikey"), perm)
+            if order and key is not None:
+                n10, nday = ctx.limits.order(key.account)
+                headers[ORDERS_10S] = str(n10)
+                headers[ORDERS_1D] = str(nday)
+            call = Call(request, params, key, headers)
+            return json_response(await handler(ctx, call), 200, headers)
+        except errors.ApiError as exc:
+            return error_response(exc, headers)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request_path(request))
+            return error_response(errors.unknown(), headers)
+
+    return run

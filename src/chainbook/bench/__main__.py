@@ -6,7 +6,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: python -m chainbook.bench {engine,memory,journal,rest,fanout,ticks,ledger,gas} [options]
+USAGE = """usage: python -m chainbook.bench NAME [options]   (NAME: see below)
 
   engine   chainbook's Engine.apply vs liquibook vs a plain book (one JSON line)
   memory   RSS of chainbook's engine holding N resting orders (one JSON line)

@@ -1,0 +1,210 @@
+"""Market-data fan-out: trade to N WebSocket subscribers of ``btcusdt@trade``.
+
+``python -m chainbook.bench fanout [--subscribers 1000] [--procs 2] [--trades 200]``
+starts its own ``chainbook serve --demo`` (see ``rest_bench.start_server``), connects the
+subscribers (``websockets`` clients on ``/ws/btcusdt@trade``, spread over ``--procs``
+processes, no compression) and then a producer makes ``--trades`` trades at ``--rate``
+per second: demo2 rests an ask, demo1 crosses it with a FULL-response limit buy whose
+fill carries the trade id. Each subscriber stamps every message with the wall clock as
+it is delivered (``time.time_ns``; all processes share the host clock).
+
+Latencies per (trade, subscriber), in ms, p50/p99/max:
+
+* ``from_send``: receipt - the moment the producer sent the crossing order (an upper
+  bound: it includes the order's parsing, the core and its fsync);
+* ``from_ack``: receipt - the moment the producer had the order's reply. The trade is
+  published just before the reply is written (docs/serve.md), so this approximates
+  trade-to-receipt and can be slightly negative;
+* ``from_event_time``: receipt - the payload's ``E`` (server event time, ms resolution);
+* ``spread``: receipt - the first subscriber's receipt of the same trade.
+
+``missing`` counts (trade, subscriber) pairs never delivered; the CPU seconds of the
+server (during the trades) and of the subscriber processes (whole life, connecting
+included) show who is saturated on a small machine. Figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+
+from chainbook.bench.rest_bench import (
+    LiveServer,
+    cpu_seconds,
+    signed,
+    start_server,
+    stop_server,
+)
+
+STREAM = "btcusdt@trade"
+CONNECT_BATCH = 50  # concurrent handshakes per subscriber process
+
+
+def _subscriber_proc(url: str, count: int, conn: Connection) -> None:
+    """Child process: hold ``count`` subscriptions, report receipts when told to stop."""
+    asyncio.run(_subscribe(url, count, conn))
+
+
+async def _subscribe(url: str, count: int, conn: Connection) -> None:
+    import websockets  # a pinned dependency; imported in the child only
+
+    received: list[list[tuple[int, str]]] = [[] for _ in range(count)]
+    sockets: list[Any] = []
+    for start in range(0, count, CONNECT_BATCH):
+        batch = range(start, min(count, start + CONNECT_BATCH))
+        sockets += await asyncio.gather(*(websockets.connect(
+            url, compression=None, max_queue=None, ping_interval=None) for _ in batch))
+
+    async def read(i: int, ws: Any) -> None:
+        out = received[i]
+        try:
+            async for msg in ws:
+                out.append((time.time_ns(), msg))
+        except websockets.ConnectionClosed:
+            pass
+
+    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
+    conn.send(("ready", len(sockets)))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, conn.recv)  # "stop"
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    await asyncio.gather(*readers, return_exceptions=True)
+    stamps: dict[int, list[tuple[int, int]]] = {}
+    for rows in received:
+        for ns, msg in rows:
+            event = json.loads(msg)
+            stamps.setdefault(int(event["t"]), []).append((ns, int(event["E"])))
+    conn.send((stamps, cpu_seconds()))
+    conn.close()
+
+
+def _produce(srv: LiveServer, trades: int, rate: float) -> dict[int, tuple[int, int]]:
+    """Make ``trades`` trades; return trade id -> (sent ns, acked ns)."""
+    buyer, seller = srv.accounts[0], srv.accounts[1]
+    times: dict[int, tuple[int, int]] = {}
+    with httpx.Client(base_url=srv.base, timeout=10) as http:
+
+        def order(acct: dict[str, str], side: str) -> httpx.Response:
+            params = {"symbol": "BTCUSDT", "side": side, "type": "LIMIT",
+                      "timeInForce": "GTC", "quantity": "0.00100", "price": "30000.00",
+                      "newOrderRespType": "FULL", "timestamp": int(time.time() * 1000)}
+            return http.post("/api/v3/order", content=signed(acct["api_secret"], params),
+                             headers={"X-MBX-APIKEY": acct["api_key"],
+                                      "Content-Type": "application/x-www-form-urlencoded"})
+
+        t0 = time.monotonic()
+        for k in range(trades):
+            wait = t0 + k / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            order(seller, "SELL").raise_for_status()
+            sent = time.time_ns()
+            reply = order(buyer, "BUY")
+            acked = time.time_ns()
+            reply.raise_for_status()
+            for fill in reply.json()["fills"]:
+                times[int(fill["tradeId"])] = (sent, acked)
+    return times
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    s = sorted(values)
+    return {"p50": round(s[len(s) // 2], 3), "p99": round(s[min(len(s) - 1, int(.99 * len(s)))], 3),
+            "max": round(s[-1], 3)}
+
+
+def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
+            rate: float) -> dict[str, Any]:
+    """Connect the subscribers, make the trades, collect and summarise the receipts."""
+    ctx = mp.get_context("spawn")
+    url = f"{srv.ws}/ws/{STREAM}"
+    shares = [subscribers // procs + (i < subscribers % procs) for i in range(procs)]
+    pipes, children = [], []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_subscriber_proc, args=(url, share, child), daemon=True)
+        p.start()
+        pipes.append(parent)
+        children.append(p)
+    try:
+        connected = sum(pipe.recv()[1] for pipe in pipes)
+        time.sleep(0.5)
+        server_cpu0, began = cpu_seconds(srv.proc.pid), time.perf_counter()
+        times = _produce(srv, trades, rate)
+        time.sleep(1.0)
+        server_cpu = cpu_seconds(srv.proc.pid) - server_cpu0
+        elapsed = time.perf_counter() - began
+        for pipe in pipes:
+            pipe.send("stop")
+        stamps: dict[int, list[tuple[int, int]]] = {}
+        subscriber_cpu = 0.0
+        for pipe in pipes:
+            rows_by_trade, cpu = pipe.recv()
+            subscriber_cpu += cpu
+            for tid, rows in rows_by_trade.items():
+                stamps.setdefault(tid, []).extend(rows)
+    finally:
+        for p in children:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    from_send, from_ack, from_e, spread = [], [], [], []
+    delivered = 0
+    for tid, (sent, acked) in times.items():
+        rows = stamps.get(tid, [])
+        delivered += len(rows)
+        if not rows:
+            continue
+        first = min(ns for ns, _ in rows)
+        for ns, e_ms in rows:
+            from_send.append((ns - sent) / 1e6)
+            from_ack.append((ns - acked) / 1e6)
+            from_e.append(ns / 1e6 - e_ms)
+            spread.append((ns - first) / 1e6)
+    return {"connected": connected, "trades": len(times), "delivered": delivered,
+            "missing": connected * len(times) - delivered,
+            "from_send_ms": _stats(from_send), "from_ack_ms": _stats(from_ack),
+            "from_event_time_ms": _stats(from_e), "spread_ms": _stats(spread),
+            "elapsed_s": round(elapsed, 2), "server_cpu_s": round(server_cpu, 2),
+            "subscribers_cpu_s": round(subscriber_cpu, 2)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print one JSON line."""
+    ap = argparse.ArgumentParser(prog="python -m chainbook.bench fanout", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--procs", type=int, default=2, help="subscriber processes")
+    ap.add_argument("--trades", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=20.0, help="trades per second")
+    ap.add_argument("--fsync", default="every", choices=("every", "interval", "off"))
+    ap.add_argument("--data", help="server data dir (default: a temp dir, removed)")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.subscribers < 1 or args.procs < 1 or args.trades < 1 or args.rate <= 0:
+        ap.error("--subscribers, --procs, --trades and --rate must be positive")
+    srv = start_server(args.fsync, args.data)
+    try:
+        result = measure(srv, args.subscribers, min(args.procs, args.subscribers),
+                         args.trades, args.rate)
+    finally:
+        status = stop_server(srv)
+    print(json.dumps({"bench": "fanout", "subscribers": args.subscribers, "procs": args.procs,
+                      "rate_per_s": args.rate, "fsync": args.fsync, "cpus": os.cpu_count(),
+                      **result, "server_exit": status}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

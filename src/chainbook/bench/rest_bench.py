@@ -1,0 +1,273 @@
+"""Signed REST order entry against a live ``chainbook serve``: throughput and ack latency.
+
+``python -m chainbook.bench rest [--clients N] [--rate R] [--seconds T] [--fsync every]``
+starts its own server (subprocess, free loopback port, ``--demo``, a config with the
+given fsync policy and rate limits out of the way), then N keep-alive HTTP connections
+(aiohttp) each alternate ``POST /api/v3/order`` (a GTC limit that does not cross) and
+``DELETE /api/v3/order`` (by ``origClientOrderId``) on a shared open-loop schedule of R
+requests/s for T seconds. Every request is built and HMAC-signed before the clock starts
+(fixed seed; ``recvWindow`` 60000 so the signatures stay valid). One JSON line: requests
+and new orders per second achieved, ack latency p50/p99/p999 (send to full reply), per
+kind, the errors by code, how many sends left later than scheduled, and the CPU seconds
+the client and the server used during the run (2 cores shared: is either one saturated?).
+
+Figures only: nothing here asserts a time. ``--rate`` counts order requests (new +
+cancel); ``new_orders_per_s`` is half of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chainbook.service.config import DEFAULT_TOML
+
+START_TIMEOUT_S = 60.0
+RECV_WINDOW = 60_000
+MAX_SECONDS = 50  # signatures are made up front and must stay inside recvWindow
+NO_LIMITS = {"request_weight_per_minute": 1_000_000_000, "orders_per_10s": 1_000_000_000,
+             "orders_per_day": 1_000_000_000}
+
+
+@dataclass
+class LiveServer:
+    """A ``chainbook serve --demo`` subprocess started by a benchmark."""
+
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    accounts: list[dict[str, str]]
+    log: Path
+    tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+def bench_config(fsync: str) -> str:
+    """The built-in config with ``fsync`` and rate limits no benchmark reaches."""
+    text, n = re.subn(r'(?m)^fsync = "\w+"', f'fsync = "{fsync}"', DEFAULT_TOML)
+    if n != 1:
+        raise ValueError("server.fsync is missing from the default config")
+    for key, value in NO_LIMITS.items():
+        text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
+        if n != 1:
+            raise ValueError(f"rate_limits.{key} is missing from the default config")
+    return text
+
+
+def start_server(fsync: str = "every", data: str | None = None,
+                 profile: str | None = None) -> LiveServer:
+    """Start ``chainbook serve --demo`` on a free port; return once it listens.
+
+    With ``profile``, the server runs under cProfile and writes its stats there on exit."""
+    tmp = None
+    if data is None:
+        tmp = tempfile.TemporaryDirectory(prefix="chainbook-bench-")
+        data = tmp.name
+    root = Path(data)
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "bench.toml"
+    config.write_text(bench_config(fsync))
+    log = root / "serve.log"
+    prof = ["-m", "cProfile", "-o", profile] if profile else []
+    cmd = [sys.executable, *prof, "-m", "chainbook", "serve", "--demo", "--config", str(config),
+           "--data", str(root / "data"), "--host", "127.0.0.1", "--port", "0"]
+    info = root / "data" / "serve.json"
+    info.unlink(missing_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"chainbook serve exited with {proc.returncode}; see {log}")
+        try:
+            meta = json.loads(info.read_text())
+            if meta.get("pid") == proc.pid:
+                break
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"chainbook serve did not start in {START_TIMEOUT_S} s")
+        time.sleep(0.05)
+    accounts = json.loads((root / "data" / "demo-accounts.json").read_text())
+    return LiveServer(proc, meta["host"], int(meta["port"]), accounts, log, tmp)
+
+
+def stop_server(srv: LiveServer) -> int:
+    """SIGTERM the server, SIGKILL after 15 s; remove its temp dir; return its status."""
+    if srv.proc.poll() is None:
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            srv.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
+            srv.proc.wait()
+    if srv.tmp is not None:
+        srv.tmp.cleanup()
+    return srv.proc.returncode
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (default: this one)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def signed(secret: str, params: dict[str, Any]) -> str:
+    """``params`` url-encoded with their HMAC-SHA256 ``signature`` appended."""
+    text = urllib.parse.urlencode(params)
+    sig = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+    return f"{text}&signature={sig}"
+
+
+Request = tuple[str, str, str, str]  # kind, method, path + query, form body
+
+
+def build_requests(accounts: list[dict[str, str]], clients: int, per_client: int,
+                   seed: int, ts_ms: int) -> list[list[Request]]:
+    """Per client: place/cancel pairs, signed. Bids 29000-29900, asks 30100-31000."""
+    rng = random.Random(seed)
+    plans: list[list[Request]] = []
+    for c in range(clients):
+        acct = accounts[c % len(accounts)]
+        side = "BUY" if c % 2 == 0 else "SELL"
+        plan: list[Request] = []
+        for n in range(per_client // 2):
+            cid = f"bench-{c}-{n}"
+            ticks = rng.randrange(0, 90_000)
+            price = 2_900_000 + ticks if side == "BUY" else 3_010_000 + ticks
+            place = {"symbol": "BTCUSDT", "side": side, "type": "LIMIT", "timeInForce": "GTC",
+                     "quantity": f"0.{rng.randrange(20, 100):05d}",
+                     "price": f"{price // 100}.{price % 100:02d}", "newClientOrderId": cid,
+                     "newOrderRespType": "ACK", "timestamp": ts_ms, "recvWindow": RECV_WINDOW}
+            cancel = {"symbol": "BTCUSDT", "origClientOrderId": cid, "timestamp": ts_ms,
+                      "recvWindow": RECV_WINDOW}
+            plan.append(("new", "POST", "/api/v3/order", signed(acct["api_secret"], place)))
+            plan.append(("cancel", "DELETE",
+                         "/api/v3/order?" + signed(acct["api_secret"], cancel), ""))
+        plans.append(plan)
+    return plans
+
+
+def percentiles(values_ns: list[int]) -> dict[str, float]:
+    """p50/p99/p999/max of nanosecond samples, in milliseconds."""
+    if not values_ns:
+        return {}
+    s = sorted(values_ns)
+
+    def at(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))] / 1e6, 3)
+
+    return {"p50": at(0.5), "p99": at(0.99), "p999": at(0.999), "max": round(s[-1] / 1e6, 3),
+            "n": len(s)}
+
+
+async def _run(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict[str, Any]:
+    import aiohttp  # a ccxt dependency; imported here so the module loads without it
+
+    key_of = [srv.accounts[c % len(srv.accounts)]["api_key"] for c in range(len(plans))]
+    lat: dict[str, list[int]] = {"new": [], "cancel": []}
+    errors: Counter[str] = Counter()
+    late = 0
+    n = len(plans)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    conn = aiohttp.TCPConnector(limit=n, force_close=False)
+    async with aiohttp.ClientSession(srv.base, connector=conn) as session:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+
+        async def client(c: int) -> None:
+            nonlocal late
+            headers = {"X-MBX-APIKEY": key_of[c], **form}
+            for j, (kind, method, path, body) in enumerate(plans[c]):
+                due = t0 + (j * n + c) / rate
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.001:
+                    late += 1
+                start = time.perf_counter_ns()
+                async with session.request(method, path, data=body or None,
+                                           headers=headers) as resp:
+                    payload = await resp.read()
+                lat[kind].append(time.perf_counter_ns() - start)
+                if resp.status != 200:
+                    errors[str(json.loads(payload).get("code", resp.status))] += 1
+
+        began = time.perf_counter()
+        cpu0, server_cpu0 = cpu_seconds(), cpu_seconds(srv.proc.pid)
+        await asyncio.gather(*(client(c) for c in range(n)))
+        elapsed = time.perf_counter() - began - 0.2
+        cpu = {"client_cpu_s": round(cpu_seconds() - cpu0, 2),
+               "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2)}
+    done = len(lat["new"]) + len(lat["cancel"])
+    return {"requests": done, "elapsed_s": round(elapsed, 3),
+            "achieved_per_s": round(done / elapsed, 1),
+            "new_orders_per_s": round(len(lat["new"]) / elapsed, 1),
+            "latency_ms": percentiles(lat["new"] + lat["cancel"]),
+            "new_latency_ms": percentiles(lat["new"]),
+            "cancel_latency_ms": percentiles(lat["cancel"]),
+            "errors": dict(errors), "late_sends": late, **cpu}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print one JSON line."""
+    ap = argparse.ArgumentParser(prog="python -m chainbook.bench rest", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    ap.add_argument("--rate", type=float, default=5000.0, help="order requests/s (target)")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fsync", default="every", choices=("every", "interval", "off"))
+    ap.add_argument("--data", help="server data dir (default: a temp dir, removed)")
+    ap.add_argument("--server-profile", metavar="FILE",
+                    help="run the server under cProfile, stats to FILE")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if not 0 < args.seconds <= MAX_SECONDS:
+        ap.error(f"--seconds must be in (0, {MAX_SECONDS}]")
+    per_client = max(2, int(args.rate * args.seconds / args.clients) // 2 * 2)
+    srv = start_server(args.fsync, args.data, args.server_profile)
+    try:
+        plans = build_requests(srv.accounts, args.clients, per_client, args.seed,
+                               int(time.time() * 1000))
+        result = asyncio.run(_run(srv, plans, args.rate))
+    finally:
+        status = stop_server(srv)
+    print(json.dumps({"bench": "rest", "clients": args.clients, "target_per_s": args.rate,
+                      "seconds": args.seconds, "fsync": args.fsync, "seed": args.seed,
+                      "cpus": os.cpu_count(), **result, "server_exit": status}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

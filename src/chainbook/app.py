@@ -62,6 +62,7 @@ class Components:
     admin_token: str
     demo: bool = False
     ticks: Any = None  # chainbook.marketdata.multicast.TickSender when enabled
+    ledger: Any = None  # chainbook.ledger.service.LedgerService when enabled
     demo_file: Path | None = None
     _market_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -75,6 +76,9 @@ class Components:
         self._started = True
         write_token(self.data_dir, self.admin_token)
         await self.core.start()
+        if self.config.ledger:
+            self.ledger = start_ledger(self.config.ledger_url, self.data_dir)
+            self.core.add_listener(self.ledger.on_batch)
         added = await self.core.ensure_symbols(self.config.symbols)
         if added:
             log.info("listed %s", ", ".join(added))
@@ -97,6 +101,8 @@ class Components:
                 with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                     await asyncio.wait_for(task, 2.0)
             self.hub.close_all()
+            if self.ledger is not None:
+                await asyncio.to_thread(stop_ledger, self.ledger, self.core.durable_seq)
             if self.ticks is not None:
                 self.ticks.close()
             self.keys.close()
@@ -121,7 +127,12 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
     keys = KeyStore(data / KEYS_FILE)
     hub = Hub()
     market = MarketData(core, hub, clock_ms)
-    settled_seq = _no_ledger
+
+    def settled_seq() -> int:
+        """The ledger's applied seq: trades at or below it are SETTLED."""
+        led = comps.ledger
+        return int(led.applied_seq) if led is not None else 0
+
     views = AccountViews(core, hub, settled_seq, clock_ms)
     rl = config.rate_limits
     limits = RateLimiter(clock_ms, weight_per_minute=rl["request_weight_per_minute"],
@@ -176,8 +187,26 @@ def _history_only(fn: Callable[[list[Applied]], None]) -> Listener:
     return listener
 
 
-def _no_ledger() -> int:
-    return 0  # no settlement service yet: every traded order reports SETTLING
+def start_ledger(url: str, data_dir: Path) -> Any:
+    """Open the SQL ledger (``url``, or SQLite in ``data_dir``) and start its thread: it
+    tails the event journal, so it catches up with whatever it missed while stopped."""
+    from chainbook.ledger.service import LedgerService
+
+    ledger = LedgerService(url or None, data_dir)
+    ledger.start_thread()
+    return ledger
+
+
+def stop_ledger(ledger: Any, durable_seq: int, timeout: float = 5.0) -> None:
+    """Give the ledger ``timeout`` seconds to settle up to ``durable_seq``, then stop it
+    (what it has not applied it reads from the journal at the next start)."""
+    deadline = time.monotonic() + timeout
+    while ledger.applied_seq < durable_seq and not ledger.stalled:
+        if time.monotonic() >= deadline:
+            log.warning("ledger stopped at seq %d of %d", ledger.applied_seq, durable_seq)
+            break
+        time.sleep(0.01)
+    ledger.close()
 
 
 async def setup_demo(core: CoreService, keys: KeyStore, data_dir: Path) -> Path:

@@ -13,6 +13,9 @@
     chainbook run     [--data DIR]   apply JSON commands from stdin, print JSON events
     chainbook recover [--data DIR]   recover the directory and print what recovery did
     chainbook snapshot [--data DIR]  recover, write a snapshot, exit
+    chainbook ledger {run,rebuild,reconcile} --data DIR [--db URL]   the SQL ledger
+    chainbook reconcile --data DIR [--db URL]  ledger vs a replay of the journal
+    chainbook chain ... | verify-trade ...     on-chain settlement tools
 
 Every command goes through the durable command log (group commit, fsync per batch)
 before its events are printed; the events of a run are acknowledged by the commit that
@@ -132,8 +135,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegated(argv: list[str]) -> int | None:
+    """Run the sub-tools that own their command lines; None if ``argv`` is not one."""
+    if not argv:
+        return None
+    head, rest = argv[0], argv[1:]
+    if head in ("ledger", "reconcile"):
+        from chainbook.ledger.cli import main as ledger_main
+
+        return ledger_main(rest if head == "ledger" else ["reconcile", *rest])
+    if head in ("chain", "verify-trade"):
+        from chainbook.chain.cli import main as chain_main
+
+        return chain_main(rest if head == "chain" else ["verify-trade", *rest])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chainbook`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    delegated = _delegated(argv)
+    if delegated is not None:
+        return delegated
     p = argparse.ArgumentParser(prog="chainbook", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)

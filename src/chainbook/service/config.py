@@ -36,6 +36,10 @@ group = "239.255.42.1"
 port = 31337
 resend_port = 31338        # unicast gap re-send requests
 
+[ledger]                   # the settlement service (SQL ledger), run inside serve
+enabled = true
+url = ""                   # SQLAlchemy URL; "" = sqlite:///<data>/ledger.sqlite
+
 [rate_limits]              # per API key (orders) and per IP (request weight)
 request_weight_per_minute = 6000
 orders_per_10s = 100
@@ -142,6 +146,8 @@ class Config:
     multicast_group: str = "239.255.42.1"
     multicast_port: int = 31337
     multicast_resend_port: int = 31338
+    ledger: bool = True
+    ledger_url: str = ""  # "" = the embedded SQLite file in the data directory
     rate_limits: dict[str, int] = field(default_factory=lambda: {
         "request_weight_per_minute": 6000, "orders_per_10s": 100, "orders_per_day": 200_000})
     source: str = "<built-in default>"
@@ -170,7 +176,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    _known(doc, {"server", "multicast", "rate_limits", "assets", "symbols"}, source)
+    _known(doc, {"server", "multicast", "ledger", "rate_limits", "assets", "symbols"}, source)
     assets = _assets(doc.get("assets"), source)
     symbols_doc = _table(doc.get("symbols", {}), f"{source}: [symbols]")
     symbols = [_symbol(name, _table(body, f"{source}: [symbols.{name}]"), assets, source)
@@ -178,6 +184,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     cfg = Config(assets=assets, symbols=symbols, source=source)
     _server(cfg, _table(doc.get("server", {}), f"{source}: [server]"), source)
     _multicast(cfg, _table(doc.get("multicast", {}), f"{source}: [multicast]"), source)
+    _ledger(cfg, _table(doc.get("ledger", {}), f"{source}: [ledger]"), source)
     rl = _table(doc.get("rate_limits", {}), f"{source}: [rate_limits]")
     _known(rl, set(_RATE_KEYS), f"{source}: [rate_limits]")
     for k, v in rl.items():
@@ -300,6 +307,19 @@ def _multicast(cfg: Config, t: dict[str, Any], source: str) -> None:
     cfg.multicast_port = _port(t.get("port", cfg.multicast_port), f"{where} port")
     cfg.multicast_resend_port = _port(t.get("resend_port", cfg.multicast_resend_port),
                                       f"{where} resend_port")
+
+
+def _ledger(cfg: Config, t: dict[str, Any], source: str) -> None:
+    where = f"{source}: [ledger]"
+    _known(t, {"enabled", "url"}, where)
+    enabled = t.get("enabled", cfg.ledger)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where} enabled: true or false")
+    cfg.ledger = enabled
+    url = t.get("url", cfg.ledger_url)
+    if not isinstance(url, str):
+        raise ConfigError(f"{where} url: a SQLAlchemy URL string")
+    cfg.ledger_url = url
 
 
 # --- value checks --------------------------------------------------------------------

@@ -16,11 +16,13 @@ def _settlement(ex, order_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_traded_orders_become_settled_and_reconcile_agrees(clean: Server) -> None:
     maker, taker = ccxt_client(clean, "demo1"), ccxt_client(clean, "demo2")
-    resting = maker.create_order("BTC/USDT", "limit", "buy", 0.001, 50_000)
+    # trade at the last price of earlier tests, if any: the price band is +-10 % of it
+    price = round(float(maker.fetch_ticker("BTC/USDT")["last"] or 60_000), 2)
+    resting = maker.create_order("BTC/USDT", "limit", "buy", 0.001, round(price * 0.95, 2))
     assert _settlement(maker, resting["id"]) == "NONE"  # no trade: nothing to settle
 
-    sell = maker.create_order("BTC/USDT", "limit", "sell", 0.002, 60_000)
-    buy = taker.create_order("BTC/USDT", "limit", "buy", 0.002, 60_000)
+    sell = maker.create_order("BTC/USDT", "limit", "sell", 0.002, price)
+    buy = taker.create_order("BTC/USDT", "limit", "buy", 0.002, price)
     assert buy["status"] == "closed"
 
     deadline = time.monotonic() + 15

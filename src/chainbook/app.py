@@ -63,6 +63,7 @@ class Components:
     demo: bool = False
     ticks: Any = None  # chainbook.marketdata.multicast.TickSender when enabled
     ledger: Any = None  # chainbook.ledger.service.LedgerService when enabled
+    chain: Any = None  # chainbook.chain.chainservice.ChainService when [chain] enabled
     demo_file: Path | None = None
     _market_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -85,6 +86,8 @@ class Components:
         if self.demo:
             self.demo_file = await setup_demo(self.core, self.keys, self.data_dir)
             print(f"demo accounts: {self.demo_file}", flush=True)
+        if self.chain is not None:
+            await self.chain.start()
         self._market_task = asyncio.create_task(self.market.run(), name="market-timers")
 
     async def stop(self) -> None:
@@ -93,6 +96,8 @@ class Components:
             return
         self._stopped = True
         try:
+            if self.chain is not None:  # it submits to the core: stop it first
+                await self.chain.stop()
             await self.core.stop()
         finally:
             self.market.stop()
@@ -156,6 +161,9 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
     comps = Components(config=config, data_dir=data, core=core, keys=keys, hub=hub,
                        market=market, views=views, limits=limits, ctx=ctx,
                        admin_token=token, demo=demo, ticks=ticks)
+    from chainbook.chain.chainservice import attach_chain
+
+    comps.chain = attach_chain(comps)  # deposits, withdrawals, settlement (docs/chain.md)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -15,7 +15,10 @@
     chainbook snapshot [--data DIR]  recover, write a snapshot, exit
     chainbook ledger {run,rebuild,reconcile} --data DIR [--db URL]   the SQL ledger
     chainbook reconcile --data DIR [--db URL]  ledger vs a replay of the journal
-    chainbook chain ... | verify-trade ...     on-chain settlement tools
+    chainbook deposit-address --account NAME   the account's deposit address (HD-derived)
+    chainbook withdraw --account NAME --asset A --amount X --address 0x..
+    chainbook chain faucet|status              the embedded chain of a running server
+    chainbook verify-trade ...                 check a trade's Merkle proof on-chain
 
 Every command goes through the durable command log (group commit, fsync per batch)
 before its events are printed; the events of a run are acknowledged by the commit that
@@ -31,6 +34,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from chainbook.chain.fundscli import add_chain_commands
 from chainbook.domain import commands as C
 from chainbook.domain.enums import OrderType, Side, TimeInForce
 from chainbook.domain.instruments import SymbolSpec
@@ -144,10 +148,10 @@ def _delegated(argv: list[str]) -> int | None:
         from chainbook.ledger.cli import main as ledger_main
 
         return ledger_main(rest if head == "ledger" else ["reconcile", *rest])
-    if head in ("chain", "verify-trade"):
+    if head == "verify-trade":
         from chainbook.chain.cli import main as chain_main
 
-        return chain_main(rest if head == "chain" else ["verify-trade", *rest])
+        return chain_main(["verify-trade", *rest])
     return None
 
 
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--data", default=DEFAULT_DATA, help="data directory")
         sp.set_defaults(fn=fn)
     add_service_commands(sub)
+    add_chain_commands(sub)  # deposit-address, withdraw, chain faucet|status
     args = p.parse_args(argv)
     try:
         result: int = args.fn(args)

@@ -6,6 +6,8 @@
                  [--contract ADDR] [--confirmations N]
         check the proof against the Settlement contract's root; exit 0 if every check
         passes, 1 if one fails, 2 on bad usage
+    deposit-address | withdraw | chain faucet | chain status
+        deposits and withdrawals (chain/fundscli.py)
 
 No key is needed to verify.  The embedded chain lives inside ``chainbook serve``: verify
 against it through the server (the lead's ``chainbook verify-trade``), or use a node.
@@ -45,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--chain-id", type=int, required=True)
     v.add_argument("--contract", help="Settlement address (default: from the proof)")
     v.add_argument("--confirmations", type=int, default=6)
+    from chainbook.chain.fundscli import add_chain_commands
+
+    add_chain_commands(sub)  # deposit-address, withdraw, chain faucet|status
     return ap
 
 
@@ -94,6 +99,14 @@ def verify_main(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; return the exit status."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "fn", None) is not None:
+        from chainbook.service.cli_commands import CliError
+
+        try:
+            return int(args.fn(args))
+        except CliError as exc:
+            print(f"chainbook: error: {exc}", file=sys.stderr)
+            return 2
     if args.cmd == "proof":
         try:
             store = _open_store(args.data)

@@ -278,8 +278,12 @@ class ChainClient:
         """Deploy artifact ``name`` with constructor ``args``; return its address."""
         art = load_artifact(name)
         factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        tx = factory.constructor(*args).build_transaction({"from": self.operator, "nonce": 0})
+        # gas given: build_transaction would estimate with the placeholder nonce (which
+        # eth-tester validates); _sign estimates with the real one
+        tx = factory.constructor(*args).build_transaction(
+            {"from": self.operator, "nonce": 0, "gas": 1})
         tx.pop("nonce")
+        tx.pop("gas")
         signed = self._sign(dict(tx), self.nonce(), None)
         self.send(signed)
         r = self.wait_receipt(signed.tx_hash)
@@ -357,3 +361,127 @@ class ChainClient:
         tx = fn.build_transaction({"from": self.operator, "nonce": nonce, "gas": 1})
         tx.pop("gas")
         return self._sign(dict(tx), nonce, gas)
+
+
+# --- deposits and withdrawals (chain.deposits, chain.withdrawals) ----------------------
+
+TRANSFER_TOPIC = "0x" + bytes(Web3.keccak(text="Transfer(address,address,uint256)")).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class NativeTx:
+    """A transaction of a block as the deposit watcher needs it (``to`` lower-case hex)."""
+
+    tx_hash: bytes
+    to: str | None
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    number: int
+    hash: bytes
+    parent: bytes
+    txs: tuple[NativeTx, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLog:
+    """An ERC-20 ``Transfer`` log (addresses lower-case hex, ``value`` in token units)."""
+
+    tx_hash: bytes
+    log_index: int
+    token: str
+    sender: str
+    to: str
+    value: int
+    block_number: int
+    block_hash: bytes
+
+
+def _topic_address(topic: Any) -> str:
+    raw = bytes(topic)
+    return "0x" + raw[-20:].hex()
+
+
+class FundsClient(ChainClient):
+    """``ChainClient`` plus what deposits and withdrawals need: blocks with their
+    transactions, ERC-20 Transfer logs, signed transfers, balances, test tokens."""
+
+    def block(self, number: int) -> BlockInfo | None:
+        """Canonical block ``number`` with its transactions, or None if there is none."""
+        try:
+            b = self.w3.eth.get_block(number, full_transactions=True)
+        except BlockNotFound:
+            return None
+        txs = []
+        for item in b["transactions"]:
+            t: Any = item  # full_transactions=True: dicts, never bare hashes
+            to = t.get("to")
+            txs.append(NativeTx(bytes(t["hash"]), str(to).lower() if to else None,
+                                int(t.get("value", 0))))
+        return BlockInfo(int(b["number"]), bytes(b["hash"]), bytes(b["parentHash"]),
+                         tuple(txs))
+
+    def transfer_logs(self, from_block: int, to_block: int, tokens: Sequence[str]
+                      ) -> list[TransferLog]:
+        """``Transfer`` logs of ``tokens`` in blocks ``from_block..to_block``."""
+        if not tokens:
+            return []
+        logs = self.w3.eth.get_logs({
+            "fromBlock": from_block, "toBlock": to_block,
+            "address": [Web3.to_checksum_address(t) for t in tokens],
+            "topics": [TRANSFER_TOPIC]})
+        out = []
+        for lg in logs:
+            topics = lg["topics"]
+            if len(topics) != 3 or lg.get("removed"):
+                continue
+            data = bytes(lg["data"])
+            out.append(TransferLog(
+                bytes(lg["transactionHash"]), int(lg["logIndex"]), str(lg["address"]).lower(),
+                _topic_address(topics[1]), _topic_address(topics[2]),
+                int.from_bytes(data[:32], "big"), int(lg["blockNumber"]),
+                bytes(lg["blockHash"])))
+        return out
+
+    def sign_transfer(self, token: str | None, to: str, amount: int, nonce: int
+                      ) -> SignedTx:
+        """Sign a payment of ``amount`` to ``to``: native (``token`` None) or ERC-20.
+
+        Raise WouldRevert if gas estimation shows it would fail (e.g. the operator does
+        not hold enough tokens)."""
+        dest = Web3.to_checksum_address(to)
+        if token is None:
+            return self._sign({"to": dest, "value": amount, "from": self.operator}, nonce,
+                              None)
+        fn = self.token(token).functions.transfer(dest, amount)
+        tx = fn.build_transaction({"from": self.operator, "nonce": nonce, "gas": 1})
+        tx.pop("gas")
+        return self._sign(dict(tx), nonce, None)
+
+    def token_balance(self, token: str, owner: str) -> int:
+        """``balanceOf(owner)`` of an ERC-20 ``token``."""
+        return int(self.token(token).functions.balanceOf(
+            Web3.to_checksum_address(owner)).call())
+
+    def native_balance(self, owner: str) -> int:
+        """The native balance of ``owner`` in wei."""
+        return int(self.w3.eth.get_balance(Web3.to_checksum_address(owner)))
+
+    def deploy_token(self, name: str, symbol: str, decimals: int, supply: int) -> str:
+        """Deploy a TestToken minting ``supply`` to the operator; return its address."""
+        return self.deploy("TestToken", name, symbol, decimals, supply)
+
+    def token_decimals(self, token: str) -> int:
+        """``decimals()`` of an ERC-20 ``token``."""
+        return int(self.token(token).functions.decimals().call())
+
+    def pay(self, token: str | None, to: str, amount: int) -> Receipt:
+        """Pay now from the operator (faucet, tests): sign, send, wait for success."""
+        signed = self.sign_transfer(token, to, amount, self.nonce())
+        self.send(signed)
+        r = self.wait_receipt(signed.tx_hash)
+        if r.status != 1:
+            raise ChainError(f"payment 0x{signed.tx_hash.hex()} reverted")
+        return r

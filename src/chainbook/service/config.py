@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chainbook.chain.settings import ChainConfig, ChainConfigError, parse_chain
 from chainbook.domain.enums import BreakerAction, Stp
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.domain.units import UnitError, amount_units, parse_decimal, price_ticks, qty_lots
@@ -148,6 +149,7 @@ class Config:
     multicast_resend_port: int = 31338
     ledger: bool = True
     ledger_url: str = ""  # "" = the embedded SQLite file in the data directory
+    chain: ChainConfig = field(default_factory=ChainConfig)  # [chain], chain/settings.py
     rate_limits: dict[str, int] = field(default_factory=lambda: {
         "request_weight_per_minute": 6000, "orders_per_10s": 100, "orders_per_day": 200_000})
     source: str = "<built-in default>"
@@ -176,7 +178,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    _known(doc, {"server", "multicast", "ledger", "rate_limits", "assets", "symbols"}, source)
+    _known(doc, {"server", "multicast", "ledger", "chain", "rate_limits", "assets", "symbols"},
+           source)
     assets = _assets(doc.get("assets"), source)
     symbols_doc = _table(doc.get("symbols", {}), f"{source}: [symbols]")
     symbols = [_symbol(name, _table(body, f"{source}: [symbols.{name}]"), assets, source)
@@ -185,6 +188,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     _server(cfg, _table(doc.get("server", {}), f"{source}: [server]"), source)
     _multicast(cfg, _table(doc.get("multicast", {}), f"{source}: [multicast]"), source)
     _ledger(cfg, _table(doc.get("ledger", {}), f"{source}: [ledger]"), source)
+    try:
+        cfg.chain = parse_chain(_table(doc.get("chain", {}), f"{source}: [chain]"),
+                                f"{source}: [chain]", assets)
+    except ChainConfigError as exc:
+        raise ConfigError(str(exc)) from None
     rl = _table(doc.get("rate_limits", {}), f"{source}: [rate_limits]")
     _known(rl, set(_RATE_KEYS), f"{source}: [rate_limits]")
     for k, v in rl.items():

@@ -1,0 +1,156 @@
+"""Deposit watcher on anvil: N confirmations, reorgs, duplicates, unknown addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fundsrig import MNEMONIC, Rig
+
+from chainbook.chain.anvil import ANVIL_CHAIN_ID, DEV_KEY, Anvil, find_anvil
+from chainbook.chain.client import ChainIdMismatch, FundsClient
+from chainbook.chain.fundstore import CREDITED, DUST, PENDING, FundStore
+from chainbook.chain.hdwallet import DepositAddresses, HDWallet
+
+N = 3
+USDT_UNIT = 10**6  # token units per USDT (6 decimals)
+ETH_WEI = 10**18
+
+
+@pytest.fixture
+def rig(anvil: Anvil, tmp_path) -> Iterator[Rig]:
+    r = Rig(anvil, tmp_path, confirmations=N)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_token_and_native_deposits_credit_after_exactly_n_confirmations(rig: Rig) -> None:
+    w = rig.watcher()
+    addr = rig.addresses.address(7)
+    rig.client.pay(rig.usdt, addr, 5 * USDT_UNIT)  # mined in its own block: 1 confirmation
+    rig.client.pay(None, addr, 2 * ETH_WEI)  # next block
+    w.step()
+    rows = {r.asset: r for r in rig.store.deposits(7)}
+    assert rows["USDT"].state == PENDING and rows["ETH"].state == PENDING
+    assert rows["ETH"].log_index == -1
+    assert w.confirmations_of(rows["USDT"]) == 2 and w.confirmations_of(rows["ETH"]) == 1
+    assert rig.available(7, "USDT") == 0
+    rig.client.mine(1)  # USDT: 3 confirmations, ETH: 2
+    assert w.step() == 1
+    assert rig.available(7, "USDT") == 5 * 10**8  # 6 -> 8 decimals
+    assert rig.available(7, "ETH") == 0
+    rig.client.mine(1)
+    assert w.step() == 1
+    assert rig.available(7, "ETH") == 2 * 10**8
+    assert {r.state for r in rig.store.deposits(7)} == {CREDITED}
+    for _ in range(3):
+        rig.client.mine(1)
+        assert w.step() == 0
+    assert rig.available(7, "USDT") == 5 * 10**8
+
+
+def test_finer_than_the_asset_is_floored_and_the_dust_recorded(rig: Rig) -> None:
+    w = rig.watcher()
+    addr = rig.addresses.address(3)
+    rig.client.pay(None, addr, 15 * 10**9)  # 1.5e-8 ETH: one 8-decimal unit + dust
+    rig.client.pay(None, addr, 10**9)  # below one unit: never credited
+    rig.client.mine(N)
+    w.step()
+    rows = sorted(rig.store.deposits(3), key=lambda r: r.raw_amount)
+    assert [(r.units, r.dust, r.state) for r in rows] == [(0, 10**9, DUST),
+                                                          (1, 5 * 10**9, CREDITED)]
+    assert rig.available(3, "ETH") == 1
+
+
+def test_a_deposit_reorged_out_is_never_credited(rig: Rig) -> None:
+    w = rig.watcher()
+    addr = rig.addresses.address(9)
+    rig.client.mine(2)
+    w.step()
+    snap = rig.client.rpc("evm_snapshot")
+    rig.client.pay(rig.usdt, addr, 4 * USDT_UNIT)
+    rig.client.mine(N - 2)  # one short of N
+    w.step()
+    assert [r.state for r in rig.store.deposits(9)] == [PENDING]
+    assert rig.client.rpc("evm_revert", [snap]) is True
+    rig.client.mine(N + 3)  # a longer chain without the transfer
+    for _ in range(3):
+        w.step()
+    assert rig.client.token_balance(rig.usdt, addr) == 0
+    assert rig.store.deposits(9) == []
+    assert w.stats.reorgs == 1 and w.stats.orphaned == 1
+    assert rig.available(9, "USDT") == 0
+    assert w.stats.alerts == []
+
+
+def test_a_credited_deposit_orphaned_deeper_than_n_raises_an_alert(rig: Rig) -> None:
+    w = rig.watcher()
+    addr = rig.addresses.address(4)
+    w.step()
+    snap = rig.client.rpc("evm_snapshot")
+    rig.client.pay(rig.usdt, addr, USDT_UNIT)
+    rig.client.mine(N)
+    w.step()
+    assert rig.available(4, "USDT") == 10**8
+    rig.client.rpc("evm_revert", [snap])
+    rig.client.mine(2 * N + 2)
+    w.step()
+    assert len(w.stats.alerts) == 1 and "orphaned" in w.stats.alerts[0]
+    assert [r.orphaned for r in rig.store.deposits(4)] == [1]
+
+
+def test_the_same_deposit_seen_again_is_credited_once(rig: Rig, tmp_path) -> None:
+    w = rig.watcher()
+    addr = rig.addresses.address(5)
+    rig.client.pay(rig.usdt, addr, 7 * USDT_UNIT)
+    rig.client.mine(N)
+    w.step()
+    assert rig.available(5, "USDT") == 7 * 10**8
+    # restart with a wide rescan margin: the same blocks are read again
+    rig.reopen_core()
+    w2 = rig.watcher(restart_margin=50)
+    w2.step()
+    # a crash between the core's credit and the row update: the row is PENDING again
+    row = rig.store.deposits(5)[0]
+    with rig.store.tx() as db:
+        db.execute("UPDATE deposits SET state = 'PENDING' WHERE id = ?", (row.id,))
+    w2.step()
+    assert rig.store.deposits(5)[0].state == CREDITED
+    # a lost store: everything is found again from block 0, the core refuses the repeat
+    rig.store = FundStore(tmp_path / "fresh.sqlite")
+    rig.addresses = DepositAddresses(HDWallet(MNEMONIC), rig.store)
+    rig.addresses.address(5)
+    w3 = rig.watcher()
+    w3.step()
+    assert len(rig.store.deposits(5)) == 1
+    rig.reopen_core()
+    assert rig.available(5, "USDT") == 7 * 10**8
+
+
+def test_transfers_to_unknown_addresses_are_ignored(rig: Rig) -> None:
+    w = rig.watcher()
+    rig.addresses.address(1)
+    stranger = "0x" + "ab" * 20
+    underived = rig.addresses.wallet.address(2)  # derivable, but never handed out
+    rig.client.pay(rig.usdt, stranger, USDT_UNIT)
+    rig.client.pay(None, underived, ETH_WEI)
+    rig.client.mine(N)
+    w.step()
+    assert rig.store.deposits() == []
+    assert rig.available(2, "ETH") == 0
+    assert w.stats.blocks > N
+
+
+def test_a_wrong_chain_id_is_refused(rig: Rig, tmp_path) -> None:
+    with pytest.raises(ChainIdMismatch):
+        FundsClient(rig.anvil.url, ANVIL_CHAIN_ID + 1, DEV_KEY)
+    rig.watcher().step()  # binds the store to this chain
+    binary = find_anvil()
+    assert binary is not None
+    with Anvil(binary, chain_id=ANVIL_CHAIN_ID + 7) as other:
+        c = FundsClient(other.url, ANVIL_CHAIN_ID + 7, DEV_KEY, N)
+        rig.client = c
+        with pytest.raises(ValueError, match="follows chain"):
+            rig.watcher()

@@ -2,11 +2,15 @@
 
 ``python -m chainbook.bench fanout [--subscribers 1000] [--procs 2] [--trades 200]``
 starts its own ``chainbook serve --demo`` (see ``rest_bench.start_server``), connects the
-subscribers (``websockets`` clients on ``/ws/btcusdt@trade``, spread over ``--procs``
-processes, no compression) and then a producer makes ``--trades`` trades at ``--rate``
-per second: demo2 rests an ask, demo1 crosses it with a FULL-response limit buy whose
-fill carries the trade id. Each subscriber stamps every message with the wall clock as
-it is delivered (``time.time_ns``; all processes share the host clock).
+subscribers on ``/ws/btcusdt@trade`` (spread over ``--procs`` processes, no
+compression; ``--client raw``, the default: plain sockets read by one epoll loop per
+process, a receipt costs a ``recv`` and a header parse; ``--client websockets``: the
+``websockets`` library on asyncio, ~50 µs of client CPU a message, which on a small
+machine delays the stamps more than the server does) and then a producer makes
+``--trades`` trades at ``--rate`` per second: demo2 rests an ask, demo1 crosses it with
+a FULL-response limit buy whose fill carries the trade id. Each subscriber stamps every
+message with the wall clock as it is delivered (``time.time_ns``; all processes share
+the host clock).
 
 Latencies per (trade, subscriber), in ms, p50/p99/max:
 
@@ -20,18 +24,30 @@ Latencies per (trade, subscriber), in ms, p50/p99/max:
 
 ``missing`` counts (trade, subscriber) pairs never delivered; the CPU seconds of the
 server (during the trades) and of the subscriber processes (whole life, connecting
-included) show who is saturated on a small machine. Figures only.
+included) show who is saturated on a small machine.
+
+Server side (the hub's counters, written by ``serve`` on exit, see
+``CHAINBOOK_HUB_STATS``): ``server_publish_us`` is the time inside ``Hub.publish`` per
+trade (mean, max): encoding, framing and, for every subscriber whose direct writer was
+ready, the write to its socket, so it is the trade's server-side fan-out completion for
+the ``frames_direct`` share of the frames; the rest were queued for the connection's
+writer task. Figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import os
+import selectors
+import socket
 import sys
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -45,14 +61,112 @@ from chainbook.bench.rest_bench import (
     start_server,
     stop_server,
 )
+from chainbook.service.cli_commands import HUB_STATS_ENV
 
 STREAM = "btcusdt@trade"
 CONNECT_BATCH = 50  # concurrent handshakes per subscriber process
 
 
-def _subscriber_proc(url: str, count: int, conn: Connection) -> None:
+def _subscriber_proc(url: str, count: int, conn: Connection, client: str) -> None:
     """Child process: hold ``count`` subscriptions, report receipts when told to stop."""
-    asyncio.run(_subscribe(url, count, conn))
+    if client == "raw":
+        _raw_subscribe(url, count, conn)
+    else:
+        asyncio.run(_subscribe(url, count, conn))
+
+
+def _handshake(host: str, port: int, path: str) -> tuple[socket.socket, bytearray]:
+    """A blocking WebSocket upgrade; return the socket and the bytes after the headers."""
+    sock = socket.create_connection((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed the connection during the handshake")
+        reply += chunk
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(f"upgrade refused: {head.splitlines()[0]!r}")
+    sock.setblocking(False)
+    return sock, bytearray(rest)
+
+
+def _frames(buf: bytearray, ns: int, out: list[tuple[int, bytes]], sock: socket.socket) -> None:
+    """Take the complete server frames off ``buf``: text payloads to ``out`` stamped
+    ``ns``, pings answered (masked pong, zero key)."""
+    while len(buf) >= 2:
+        n, at = buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                return
+            n, at = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            if len(buf) < 10:
+                return
+            n, at = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < at + n:
+            return
+        opcode, payload = buf[0] & 0x0F, bytes(buf[at:at + n])
+        del buf[:at + n]
+        if opcode == 1:
+            out.append((ns, payload))
+        elif opcode == 9 and n < 126:
+            sock.sendall(bytes((0x8A, 0x80 | n)) + b"\0\0\0\0" + payload)
+
+
+def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
+    """Subscribers on plain non-blocking sockets and one epoll loop: a receipt costs a
+    ``recv`` and a header parse, so the clients' own CPU hardly delays the stamps."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    socks, bufs = [], []
+    received: list[list[tuple[int, bytes]]] = [[] for _ in range(count)]
+    for _ in range(count):
+        sock, rest = _handshake(host, port, parts.path)
+        socks.append(sock)
+        bufs.append(rest)
+    sel = selectors.DefaultSelector()
+    for i, sock in enumerate(socks):
+        sel.register(sock, selectors.EVENT_READ, i)
+    sel.register(conn.fileno(), selectors.EVENT_READ, -1)
+    conn.send(("ready", count))
+    running = True
+    while running:
+        for key, _ in sel.select():
+            i = key.data
+            if i < 0:
+                running = False  # "stop"
+                continue
+            ns = time.time_ns()
+            try:
+                data = socks[i].recv(1 << 18)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(socks[i])
+                continue
+            buf = bufs[i]
+            buf += data
+            _frames(buf, ns, received[i], socks[i])
+    conn.recv()
+    for sock in socks:
+        sock.close()
+    conn.send((_stamps(received), cpu_seconds()))
+    conn.close()
+
+
+def _stamps(received: list[list[tuple[int, Any]]]) -> dict[int, list[tuple[int, int]]]:
+    """trade id -> [(receipt ns, event time ms)] over every subscriber."""
+    stamps: dict[int, list[tuple[int, int]]] = {}
+    for rows in received:
+        for ns, msg in rows:
+            event = json.loads(msg)
+            stamps.setdefault(int(event["t"]), []).append((ns, int(event["E"])))
+    return stamps
 
 
 async def _subscribe(url: str, count: int, conn: Connection) -> None:
@@ -79,12 +193,7 @@ async def _subscribe(url: str, count: int, conn: Connection) -> None:
     await loop.run_in_executor(None, conn.recv)  # "stop"
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     await asyncio.gather(*readers, return_exceptions=True)
-    stamps: dict[int, list[tuple[int, int]]] = {}
-    for rows in received:
-        for ns, msg in rows:
-            event = json.loads(msg)
-            stamps.setdefault(int(event["t"]), []).append((ns, int(event["E"])))
-    conn.send((stamps, cpu_seconds()))
+    conn.send((_stamps(received), cpu_seconds()))
     conn.close()
 
 
@@ -125,8 +234,23 @@ def _stats(values: list[float]) -> dict[str, float]:
             "max": round(s[-1], 3)}
 
 
+def hub_figures(path: str) -> dict[str, Any]:
+    """The server-side fan-out figures from the hub counters ``serve`` wrote on exit."""
+    try:
+        with open(path) as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return {"server_hub": "no counters (server did not write them)"}
+    pubs = stats.get("publishes", 0)
+    return {"server_publish_us": {
+                "mean": round(stats["publish_ns"] / pubs / 1e3, 1) if pubs else None,
+                "max": round(stats["publish_ns_max"] / 1e3, 1), "publishes": pubs},
+            "frames_sent": stats["frames_sent"], "frames_direct": stats["frames_direct"],
+            "frames_queued": stats["frames_queued"], "slow_dropped": stats["slow_dropped"]}
+
+
 def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
-            rate: float) -> dict[str, Any]:
+            rate: float, client: str = "raw") -> dict[str, Any]:
     """Connect the subscribers, make the trades, collect and summarise the receipts."""
     ctx = mp.get_context("spawn")
     url = f"{srv.ws}/ws/{STREAM}"
@@ -134,7 +258,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
     pipes, children = [], []
     for share in shares:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_subscriber_proc, args=(url, share, child), daemon=True)
+        p = ctx.Process(target=_subscriber_proc, args=(url, share, child, client), daemon=True)
         p.start()
         pipes.append(parent)
         children.append(p)
@@ -191,16 +315,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=20.0, help="trades per second")
     ap.add_argument("--fsync", default="every", choices=("every", "interval", "off"))
     ap.add_argument("--data", help="server data dir (default: a temp dir, removed)")
+    ap.add_argument("--client", default="raw", choices=("raw", "websockets"),
+                    help="subscriber implementation: plain sockets + epoll (cheap, so the "
+                         "stamps show the server) or the websockets library (asyncio)")
+    ap.add_argument("--server-profile", metavar="FILE",
+                    help="run the server under cProfile, stats to FILE")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.subscribers < 1 or args.procs < 1 or args.trades < 1 or args.rate <= 0:
         ap.error("--subscribers, --procs, --trades and --rate must be positive")
-    srv = start_server(args.fsync, args.data)
-    try:
-        result = measure(srv, args.subscribers, min(args.procs, args.subscribers),
-                         args.trades, args.rate)
-    finally:
-        status = stop_server(srv)
+    with tempfile.TemporaryDirectory(prefix="chainbook-fanout-") as tmp:
+        counters = os.path.join(tmp, "hub.json")
+        srv = start_server(args.fsync, args.data, args.server_profile,
+                           env={HUB_STATS_ENV: counters})
+        try:
+            result = measure(srv, args.subscribers, min(args.procs, args.subscribers),
+                             args.trades, args.rate, args.client)
+        finally:
+            status = stop_server(srv)
+        result.update(hub_figures(counters))
     print(json.dumps({"bench": "fanout", "subscribers": args.subscribers, "procs": args.procs,
+                      "client": args.client,
                       "rate_per_s": args.rate, "fsync": args.fsync, "cpus": os.cpu_count(),
                       **result, "server_exit": status}))
     return 0

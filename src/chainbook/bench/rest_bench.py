@@ -80,10 +80,11 @@ def bench_config(fsync: str) -> str:
 
 
 def start_server(fsync: str = "every", data: str | None = None,
-                 profile: str | None = None) -> LiveServer:
+                 profile: str | None = None, env: dict[str, str] | None = None) -> LiveServer:
     """Start ``chainbook serve --demo`` on a free port; return once it listens.
 
-    With ``profile``, the server runs under cProfile and writes its stats there on exit."""
+    With ``profile``, the server runs under cProfile and writes its stats there on exit;
+    ``env`` adds variables to the server's environment."""
     tmp = None
     if data is None:
         tmp = tempfile.TemporaryDirectory(prefix="chainbook-bench-")
@@ -99,7 +100,8 @@ def start_server(fsync: str = "every", data: str | None = None,
     info = root / "data" / "serve.json"
     info.unlink(missing_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env} if env else None)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if proc.poll() is not None:

@@ -4,8 +4,12 @@ Market data calls ``publish(stream, payload)`` and account views ``publish_user(
 payload)`` synchronously on the event-loop thread. Each call encodes the payload to JSON
 once; every framing (raw, combined ``{"stream","data"}``, ws-api
 ``{"subscriptionId","event"}``) is spliced around those bytes, at most once per call.
-Frames go into each connection's bounded queue without waiting; a writer task per
-connection (``Conn.pump``) sends them in order.
+A connection with a direct writer (``gateway.wsdirect``: uvicorn's sansio protocol, ready
+to send) whose queue is empty gets the frame written to its transport at once, framed as
+WebSocket bytes once per call and shared by every such subscriber: no task switch and no
+per-subscriber framing. Otherwise frames go into the connection's bounded queue without
+waiting and its writer task (``Conn.pump``) sends them in order, so order is kept either
+way.
 
 A connection whose queue is full is a slow consumer: it is detached from every stream at
 once, its queued frames are dropped and its session closes it with 1008. Nobody ever
@@ -19,9 +23,12 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any
 
 import msgspec
+
+from chainbook.gateway.wsdirect import DirectWriter, text_frame
 
 SLOW_CONSUMER = 1008  # close code: policy violation
 GOING_AWAY = 1001  # close code: server shutting down
@@ -33,10 +40,14 @@ _encode = msgspec.json.Encoder().encode
 class HubStats:
     """Counters for metrics; only ever increase."""
 
-    frames_sent: int = 0  # frames handed to a socket by the writers
+    frames_sent: int = 0  # frames handed to a socket (directly or by the writers)
+    frames_direct: int = 0  # of which written at once by publish (no queue, no task)
     frames_queued: int = 0  # frames accepted into a queue
     slow_dropped: int = 0  # connections closed because their queue was full
     connections_opened: int = 0
+    publishes: int = 0  # publish calls that reached at least one subscriber
+    publish_ns: int = 0  # total time inside those calls (framing + direct writes)
+    publish_ns_max: int = 0
 
 
 class Conn:
@@ -60,6 +71,8 @@ class Conn:
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
         self._finished = asyncio.Event()
+        self.direct: DirectWriter | None = None  # set once the socket is accepted
+        self._sending = False  # the writer task is inside an ASGI send
 
     def __repr__(self) -> str:
         return f"Conn({self.id}, streams={len(self.streams)}, queued={len(self._queue)})"
@@ -68,9 +81,19 @@ class Conn:
     def queued(self) -> int:
         return len(self._queue)
 
-    def offer(self, frame: str) -> bool:
-        """Queue ``frame`` without waiting; False if the queue is full or closing. O(1)."""
-        if self.close_code is not None or len(self._queue) >= self._limit:
+    def offer(self, frame: str, wire: bytes | None = None) -> bool:
+        """Send ``frame`` now through the direct writer if it is idle and ready (``wire``:
+        its pre-built WebSocket frame, if the caller has one), else queue it without
+        waiting; False if the queue is full or the connection is closing. O(1)."""
+        if self.close_code is not None:
+            return False
+        direct = self.direct
+        if direct is not None and not self._queue and not self._sending and direct.ready():
+            direct.write(wire if wire is not None else text_frame(frame.encode()))
+            self._stats.frames_sent += 1
+            self._stats.frames_direct += 1
+            return True
+        if len(self._queue) >= self._limit:
             return False
         self._queue.append(frame)
         self._stats.frames_queued += 1
@@ -91,12 +114,25 @@ class Conn:
         await self._finished.wait()
 
     async def pump(self, send: Callable[[str], Awaitable[Any]]) -> None:
-        """Send queued frames in order until ``finish`` is called (the writer task)."""
+        """Send queued frames in order until ``finish`` is called (the writer task): all
+        of them in one write when the direct writer is ready, else one ``send`` each."""
+        queue = self._queue
         while self.close_code is None:
             await self._ready.wait()
             self._ready.clear()
-            while self._queue and self.close_code is None:
-                await send(self._queue.popleft())
+            while queue and self.close_code is None:
+                direct = self.direct
+                if direct is not None and direct.ready():
+                    n = len(queue)
+                    direct.write(b"".join(text_frame(f.encode()) for f in queue))
+                    queue.clear()
+                    self._stats.frames_sent += n
+                    continue
+                self._sending = True
+                try:
+                    await send(queue.popleft())
+                finally:
+                    self._sending = False
                 self._stats.frames_sent += 1
 
 
@@ -178,23 +214,34 @@ class Hub:
         subs = self._streams.get(stream)
         if not subs:
             return
+        t0 = perf_counter_ns()
         raw = _encode(payload)
         plain: str | None = None
         combined: str | None = None
+        plain_wire: bytes | None = None
+        combined_wire: bytes | None = None
         slow: list[Conn] = []
         for conn in subs:
             if conn.combined:
                 if combined is None:
                     combined = _combined(stream, raw)
-                frame = combined
+                    combined_wire = text_frame(combined.encode())
+                frame, wire = combined, combined_wire
             else:
                 if plain is None:
                     plain = raw.decode()
-                frame = plain
-            if not conn.offer(frame):
+                    plain_wire = text_frame(raw)
+                frame, wire = plain, plain_wire
+            if not conn.offer(frame, wire):
                 slow.append(conn)
         for conn in slow:
             self.drop_slow(conn)
+        took = perf_counter_ns() - t0
+        stats = self.stats
+        stats.publishes += 1
+        stats.publish_ns += took
+        if took > stats.publish_ns_max:
+            stats.publish_ns_max = took
 
     def send_stream(self, conn: Conn, stream: str, payload: Any) -> None:
         """Queue one ``stream`` payload to ``conn`` only (a snapshot after subscribing)."""

@@ -35,6 +35,7 @@ from starlette.websockets import (
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.hub import Conn, Hub
 from chainbook.gateway.ws_api import MAX_FRAME, ApiSession
+from chainbook.gateway.wsdirect import direct_writer
 
 CLOSE_TIMEOUT = 5.0  # s to wait for a close frame to go out (a slow client may never read)
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
@@ -194,6 +195,7 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
                 await ws.close(1008, "invalid stream name")  # before accept: HTTP 403
                 return
             await ws.accept()
+            session.conn.direct = direct_writer(ws)  # frames straight to the transport
             if account is not None:
                 hub.subscribe_user(session.conn, account, wrapped=False)
             session.subscribe(names)
@@ -222,6 +224,7 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
         session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms)
         try:
             await ws.accept()
+            session.conn.direct = direct_writer(ws)
             await run_session(ws, hub, session.conn, session.on_text)
         finally:
             hub.detach(session.conn)

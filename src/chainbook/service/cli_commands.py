@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 DEFAULT_DATA = "chainbook-data"
 SERVE_FILE = "serve.json"
+HUB_STATS_ENV = "CHAINBOOK_HUB_STATS"  # a file: serve writes the hub counters there on exit
 
 
 class CliError(Exception):
@@ -92,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainbook.app import build_app
+    from chainbook.gateway.wsdirect import expose_raw_send
     from chainbook.service.config import ConfigError, load_config, parse_hostport
 
     try:
@@ -111,10 +114,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data = Path(args.data)
     app, comps = build_app(config, data, demo=args.demo)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_level="warning", ws="websockets-sansio",
-        lifespan="on", timeout_graceful_shutdown=5))
-    return asyncio.run(_serve(server, comps, data, config.host))
+    # httptools and uvloop named explicitly (both pinned): "auto" falls back silently, and
+    # Server.serve() under asyncio.run never installs uvloop (docs/gateway-performance.md).
+    # permessage-deflate off: it compresses every frame once per subscriber (Binance's
+    # streams do not offer it either). expose_raw_send lets the hub write pre-built
+    # frames straight to the sockets (gateway/wsdirect.py).
+    uv_config = uvicorn.Config(
+        expose_raw_send(app), host=config.host, port=config.port, log_level="warning",
+        http="httptools", loop="uvloop", ws="websockets-sansio", ws_per_message_deflate=False,
+        lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(uv_config)
+    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+        return runner.run(_serve(server, comps, data, config.host))
 
 
 async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
@@ -137,6 +148,9 @@ async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
         announce.cancel()
         info.unlink(missing_ok=True)
         await comps.stop()  # already done by the lifespan unless shutdown was forced
+        stats_file = os.environ.get(HUB_STATS_ENV)
+        if stats_file:  # for the benchmarks: the fan-out counters seen from the server
+            _write_json(Path(stats_file), dataclasses.asdict(comps.hub.stats))
     return 0
 
 

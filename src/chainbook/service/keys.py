@@ -1,9 +1,13 @@
 """Accounts and API keys in SQLite (``<data>/gateway.sqlite``).
 
 The server and the CLI may use the same file at the same time: the database runs in WAL
-mode, every write is its own transaction, and the server's key cache is dropped whenever
-another connection changed the file (``PRAGMA data_version``), so a key created or
-revoked by ``chainbook apikey`` takes effect on the running server at once.
+mode and every write is its own transaction. ``get_key`` serves active keys from a cache:
+a key not in the cache is looked up at once (so a key created by ``chainbook apikey
+create`` works immediately), and the cache is dropped when another connection changed the
+file (``PRAGMA data_version``), checked at most every ``recheck_s`` (1 s by default), so a
+revocation by another process takes effect within that interval. The check is a SQLite
+call that releases the GIL; on every signed request it cost a GIL hand-off to the core
+thread (docs/gateway-performance.md).
 Account ids start at 1 (account 0 collects fees and has no keys).
 """
 
@@ -85,8 +89,11 @@ def _check_perms(perms: frozenset[str]) -> None:
 class KeyStore:
     """Accounts and API keys on one SQLite file; safe to share between processes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], recheck_s: float = 1.0) -> None:
+        if recheck_s < 0:
+            raise ValueError("recheck_s must not be negative")
         self.path = Path(path)
+        self.recheck_s = recheck_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
@@ -97,6 +104,7 @@ class KeyStore:
         self._db.executescript(_SCHEMA)  # idempotent; the busy timeout covers a race
         self._cache: dict[str, ApiKey] = {}
         self._version = self._data_version()
+        self._checked = time.monotonic()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -166,11 +174,15 @@ class KeyStore:
         return key
 
     def get_key(self, key: str) -> ApiKey | None:
-        """The active key ``key`` or None; cached, re-read when the file changed."""
-        version = self._data_version()
-        if version != self._version:
-            self._cache.clear()
-            self._version = version
+        """The active key ``key`` or None; cached, the cache dropped when another
+        connection changed the file (checked at most every ``recheck_s``)."""
+        now = time.monotonic()
+        if now - self._checked >= self.recheck_s:
+            self._checked = now
+            version = self._data_version()
+            if version != self._version:
+                self._cache.clear()
+                self._version = version
         found = self._cache.get(key)
         if found is not None:
             return found

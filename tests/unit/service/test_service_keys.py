@@ -77,7 +77,7 @@ def _child(*args: str) -> str:
 
 def test_another_process_sees_new_and_revoked_keys_at_once(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite"
-    with KeyStore(path) as server:
+    with KeyStore(path, recheck_s=0) as server:
         server.create_account("alice")
         mine = server.create_key(1, {"trade"})
         assert server.get_key(mine.key) is not None  # in the server's cache
@@ -86,4 +86,20 @@ def test_another_process_sees_new_and_revoked_keys_at_once(tmp_path: Path) -> No
         assert got is not None and got.account == 1 and got.perms == {"read"}
         assert _child(str(path), "revoke", mine.key) == "True"
         assert server.get_key(mine.key) is None  # the cache did not hide the revocation
+        assert server.get_key(key) is not None
+
+
+def test_revocation_by_another_process_is_seen_after_the_recheck_interval(
+        tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    with KeyStore(path, recheck_s=3600) as server:
+        server.create_account("alice")
+        mine = server.create_key(1, {"trade"})
+        assert server.get_key(mine.key) == mine
+        key = _child(str(path), "create")
+        assert server.get_key(key) is not None  # not cached yet: looked up at once
+        assert _child(str(path), "revoke", mine.key) == "True"
+        assert server.get_key(mine.key) == mine  # cached until the next check
+        server.recheck_s = 0  # the interval has passed
+        assert server.get_key(mine.key) is None
         assert server.get_key(key) is not None

@@ -9,13 +9,11 @@ Each transition is one SQLite transaction, committed before the caller acts on i
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from chainbook.chain.sqlitedb import SqliteStore
 
 FILENAME = "chain-funds.sqlite"
 # deposit states
@@ -138,40 +136,15 @@ def _withdrawal(r: Any) -> WithdrawalRow:
     return WithdrawalRow(*r)
 
 
-class FundStore:
+class FundStore(SqliteStore):
     """The deposit and withdrawal tables in one SQLite file (safe to share between threads
     and with other processes: WAL mode, every write one IMMEDIATE transaction)."""
 
+    FILENAME = FILENAME
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-
-    @classmethod
-    def in_data_dir(cls, data_dir: str | Path) -> FundStore:
-        """The store at ``<data_dir>/chain-funds.sqlite``."""
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(data_dir) / FILENAME)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction (committed on exit, rolled back on error)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, foreign_keys=False)
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

@@ -9,14 +9,11 @@ one SQLite transaction, committed before the settler acts on it.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chainbook.chain.batches import Batch
+from chainbook.chain.sqlitedb import SqliteStore
 
 PREPARED, SUBMITTED, CONFIRMED, FAILED = "PREPARED", "SUBMITTED", "CONFIRMED", "FAILED"
 ANCHORED = "ANCHORED"  # a trade whose batch is CONFIRMED
@@ -90,38 +87,14 @@ _BATCH_COLS = ("batch_id, root, trade_count, state, tx_hash, nonce, raw_tx, incl
                "included_hash, submissions, reorgs, prepared_ms, confirmed_ms")
 
 
-class ChainStore:
+class ChainStore(SqliteStore):
     """The settler's tables in one SQLite file (safe to share between threads)."""
 
+    FILENAME = FILENAME
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-
-    @classmethod
-    def in_data_dir(cls, data_dir: str | Path) -> ChainStore:
-        """The store at ``<data_dir>/chain.sqlite``."""
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(data_dir) / FILENAME)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, foreign_keys=True)
 
     # --- meta --------------------------------------------------------------------------
 
@@ -136,7 +109,7 @@ class ChainStore:
         A store holding batches of another chain raises StoreChainMismatch, unless
         ``reset`` (the embedded chain, new at every start) empties it first."""
         want = f"{chain_key}/{contract.lower()}"
-        with self._tx() as db:
+        with self.tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'chain'").fetchone()
             if row is not None and row[0] == want:
                 return False
@@ -209,7 +182,7 @@ class ChainStore:
 
     def prepare(self, batch: Batch, now_ms: int) -> None:
         """Record ``batch`` and its trades (state PREPARED) in one transaction."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("INSERT INTO batches (batch_id, root, trade_count, first_trade_id, "
                        "last_trade_id, state, prepared_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (batch.batch_id, batch.root, batch.count, batch.trades[0].trade_id,
@@ -221,7 +194,7 @@ class ChainStore:
     def submitted(self, batch_id: int, tx_hash: bytes, nonce: int, raw: bytes,
                   now_ms: int) -> None:
         """Batch -> SUBMITTED with this signed transaction (recorded before sending)."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("UPDATE batches SET state = ?, tx_hash = ?, nonce = ?, raw_tx = ?, "
                        "submissions = submissions + 1 WHERE batch_id = ?",
                        (SUBMITTED, tx_hash, nonce, raw, batch_id))
@@ -230,27 +203,27 @@ class ChainStore:
 
     def adopted(self, batch_id: int, note: str) -> None:
         """Batch -> SUBMITTED without a transaction of ours: it is already on-chain."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("UPDATE batches SET state = ?, note = ? WHERE batch_id = ?",
                        (SUBMITTED, note, batch_id))
 
     def included(self, batch_id: int, block: int | None, block_hash: bytes | None,
                  reorg: bool = False) -> None:
         """Record (or clear, with None) the block holding the batch; count a reorg."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("UPDATE batches SET included_block = ?, included_hash = ?, "
                        "reorgs = reorgs + ? WHERE batch_id = ?",
                        (block, block_hash, int(reorg), batch_id))
 
     def confirmed(self, batch_id: int, now_ms: int) -> None:
         """Batch -> CONFIRMED and its trades -> ANCHORED, in one transaction."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("UPDATE batches SET state = ?, confirmed_ms = ?, raw_tx = NULL "
                        "WHERE batch_id = ?", (CONFIRMED, now_ms, batch_id))
             db.execute("UPDATE trades SET state = ? WHERE batch_id = ?", (ANCHORED, batch_id))
 
     def failed(self, batch_id: int, note: str) -> None:
         """Batch -> FAILED (needs an operator): ``note`` says why."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("UPDATE batches SET state = ?, note = ? WHERE batch_id = ?",
                        (FAILED, note, batch_id))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import warnings
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,16 @@ with warnings.catch_warnings():  # starlette 1.10 prefers httpx2; httpx is what 
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-from chainbook.domain.commands import AddSymbol, Command, Deposit, PlaceOrder
-from chainbook.domain.enums import OrderType, Side, SymbolStatus, TimeInForce
-from chainbook.domain.events import SymbolAdded, SymbolStatusChanged
+from restfixtures import Clock, LocalCore
+
+from chainbook.domain.commands import AddSymbol, Deposit, PlaceOrder
+from chainbook.domain.enums import OrderType, Side, TimeInForce
 from chainbook.domain.instruments import SymbolSpec
-from chainbook.engine import Engine
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.hub import Hub
 from chainbook.gateway.views import AccountViews
 from chainbook.gateway.ws import build_ws_routes
 from chainbook.marketdata.market import MarketData
-from chainbook.service.applied import Applied
 from chainbook.service.keys import KeyStore
 
 __all__ = ["BTC", "ETH", "Clock", "EngineCore", "TestClient", "World", "sign",
@@ -47,47 +45,8 @@ ETH = SymbolSpec.from_decimal("ETHUSDT", "ETH", "USDT", base_decimals=8, quote_d
                               tick_size="0.01", lot_size="0.0001")
 
 
-class Clock:
-    """Milliseconds since the epoch, moved by the test."""
-
-    def __init__(self, ms: int = T0_MS) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-class EngineCore:
-    """``Core`` over a real ``Engine``: ``submit`` applies at once and runs the listeners."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.engine = Engine()
-        self.clock = clock
-        self.specs: dict[str, SymbolSpec] = {}
-        self.status: dict[str, SymbolStatus] = {}
-        self.assets = {"BTC": 8, "ETH": 8, "USDT": 8}
-        self.listeners: list[Callable[[list[Applied], bool], None]] = []
-        self.seq = 0
-        self.last_ts = 0
-
-    def apply(self, cmd: Command) -> Applied:
-        """Apply ``cmd`` at the next seq, then feed the listeners (call on the loop)."""
-        self.seq += 1
-        self.last_ts = max(self.last_ts + 1, self.clock() * NS_PER_MS)
-        events = self.engine.apply(cmd, self.seq, self.last_ts)
-        for ev in events:
-            if isinstance(ev, SymbolAdded):
-                self.specs[ev.spec.name] = ev.spec
-                self.status[ev.spec.name] = SymbolStatus.TRADING
-            elif isinstance(ev, SymbolStatusChanged):
-                self.status[ev.symbol] = ev.status
-        applied = Applied(self.seq, self.last_ts, cmd, events)
-        for listener in self.listeners:
-            listener([applied], True)
-        return applied
-
-    async def submit(self, cmd: Command) -> Applied:
-        return self.apply(cmd)
+# the Core adapter over a real Engine and the test clock are the REST fixtures' own
+EngineCore = LocalCore
 
 
 class World:

@@ -104,8 +104,10 @@ def test_streams_user_data_and_keepalive_over_real_sockets(tmp_path: Path) -> No
         world.close()
 
 
-def test_a_client_that_stops_reading_is_dropped_and_others_are_not(tmp_path: Path) -> None:
-    world = World(tmp_path, max_queue=64)
+def run_slow_consumer(world: World) -> tuple[list[int], list[int], int, int | None]:
+    """Serve ``world``; a fast and a slow (never reading) client on one stream; publish
+    big frames until the slow one is dropped, then 10 more. Return (frames the fast one
+    got, frames the slow one got, frames sent before the drop, the slow one's close code)."""
     pad = "x" * 16384  # big frames fill the socket buffers quickly (no compression)
 
     async def main() -> tuple[list[int], list[int], int, int | None]:
@@ -149,8 +151,13 @@ def test_a_client_that_stops_reading_is_dropped_and_others_are_not(tmp_path: Pat
                 reader.cancel()
                 return got, slow_got, dropped_at, code
 
+    return asyncio.run(main())
+
+
+def test_a_client_that_stops_reading_is_dropped_and_others_are_not(tmp_path: Path) -> None:
+    world = World(tmp_path, max_queue=64)
     try:
-        got, slow_got, dropped_at, code = asyncio.run(main())
+        got, slow_got, dropped_at, code = run_slow_consumer(world)
     finally:
         world.close()
     assert world.hub.stats.slow_dropped == 1

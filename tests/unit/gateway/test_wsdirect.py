@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from test_ws_server import recv_json, serving
+from test_ws_server import recv_json, run_slow_consumer, serving
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 from websockets.streams import StreamReader
 from wsfixtures import World
@@ -74,44 +73,8 @@ def test_frames_go_straight_to_the_socket_in_order(tmp_path: Path) -> None:
 def test_a_client_that_stops_reading_is_still_dropped(tmp_path: Path) -> None:
     world = World(tmp_path, max_queue=64)
     world.app = expose_raw_send(world.app)
-    pad = "x" * 16384
-
-    async def main() -> tuple[list[int], list[int], int | None]:
-        async with serving(world, ws_per_message_deflate=False) as url:
-            stream = f"{url}/ws/btcusdt@trade"
-            async with connect(stream, compression=None) as fast, \
-                    connect(stream, compression=None) as slow:
-                for ws in (fast, slow):
-                    await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 0}))
-                    assert (await recv_json(ws))["result"] == ["btcusdt@trade"]
-                got: list[int] = []
-
-                async def read_fast() -> None:
-                    async for frame in fast:
-                        got.append(json.loads(frame)["n"])
-
-                reader = asyncio.ensure_future(read_fast())
-                sent = 0
-                while sent < 20_000 and world.hub.stats.slow_dropped == 0:
-                    for _ in range(8):
-                        world.hub.publish("btcusdt@trade", {"n": sent, "pad": pad})
-                        sent += 1
-                    async with asyncio.timeout(10):
-                        while len(got) < sent:
-                            await asyncio.sleep(0.001)
-                slow_got: list[int] = []
-                code: int | None = None
-                try:
-                    async with asyncio.timeout(10):
-                        async for frame in slow:
-                            slow_got.append(json.loads(frame)["n"])
-                except ConnectionClosed as closed:
-                    code = closed.rcvd.code if closed.rcvd else None
-                reader.cancel()
-                return got, slow_got, code
-
     try:
-        got, slow_got, code = asyncio.run(main())
+        got, slow_got, _, code = run_slow_consumer(world)
     finally:
         world.close()
     assert world.hub.stats.slow_dropped == 1 and code == SLOW_CONSUMER

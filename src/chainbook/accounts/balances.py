@@ -9,11 +9,9 @@ deposits - withdrawals.
 
 from __future__ import annotations
 
+from chainbook.accounts.errors import BalanceInvariantError
+
 FEE_ACCOUNT = 0  # the exchange's own account: every fee is credited here
-
-
-class BalanceInvariantError(RuntimeError):
-    """``check()`` found a negative balance or an asset that does not add up."""
 
 
 class Balances:

@@ -17,28 +17,22 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 
-import msgspec
-
+from chainbook.book.errors import BookInvariantError
 from chainbook.book.order import Order
 
 BUY = 0
 SELL = 1
 
 
-class BookInvariantError(RuntimeError):
-    """``check()`` found the book inconsistent."""
+class Level:
+    """All open orders at one price, oldest first, and their total open quantity."""
 
+    __slots__ = ("price", "qty", "orders")
 
-class Level(msgspec.Struct, gc=False):
-    """All open orders at one price, oldest first, and their total open quantity.
-
-    A msgspec struct: built in C (no Python ``__init__`` call), which matters because the
-    exchange-core flow creates and drops a level on most price amends.  ``gc=False`` is
-    safe: a level references only its orders, which never reference back."""
-
-    price: int
-    qty: int
-    orders: dict[int, Order]
+    def __init__(self, price: int, qty: int, orders: dict[int, Order]) -> None:
+        self.price = price
+        self.qty = qty
+        self.orders = orders
 
 
 class OrderBook:
@@ -67,6 +61,31 @@ class OrderBook:
         lv.orders[order.id] = order
         lv.qty += order.left
         self.touched[side][price] = lv
+
+    def load(self, side: int, orders: list[Order]) -> None:
+        """Fill an empty ``side`` with ``orders`` given in priority order (best price
+        first, oldest first within a price): a snapshot restore.  O(n); nothing is
+        recorded as touched."""
+        levels = self.levels[side]
+        if levels:
+            raise ValueError("load() needs an empty side")
+        keys: list[int] = []
+        lv: Level | None = None
+        for order in orders:
+            if order.side != side:
+                raise ValueError(f"order {order.id} is not on side {side}")
+            price = order.price
+            if lv is None or lv.price != price:
+                if price in levels:
+                    raise ValueError(f"orders at {price} are not contiguous")
+                lv = levels[price] = Level(price, 0, {})
+                keys.append(price if side == BUY else -price)
+            lv.orders[order.id] = order
+            lv.qty += order.left
+        keys.reverse()  # best is last
+        if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+            raise ValueError("orders are not in priority order")
+        self.keys[side][:] = keys
 
     def remove(self, order: Order) -> None:
         """Take a resting order out of the book (its ``left`` is what leaves the level)."""

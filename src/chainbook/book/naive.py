@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from chainbook.book.book import BUY, BookInvariantError
+from chainbook.book.book import BUY
+from chainbook.book.errors import BookInvariantError
 from chainbook.book.order import Order
 
 
@@ -43,6 +44,10 @@ class NaiveBook:
     def add(self, order: Order) -> None:
         self.orders.append(order)
         self.touched[order.side][order.price] = _LevelView(self, order.side, order.price)
+
+    def load(self, side: int, orders: list[Order]) -> None:
+        for order in orders:
+            self.orders.append(order)
 
     def remove(self, order: Order) -> None:
         self.orders = [o for o in self.orders if o.id != order.id]

@@ -10,14 +10,15 @@ meaningful), covering books, balances and everything else in the state.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import deque
 
 import msgspec
-from msgspec.structs import replace
 
 from chainbook.accounts.fees import buy_reserve
-from chainbook.book.order import Order
+from chainbook.book.order import orders_of, snap_orders
+from chainbook.book.ordersnap import OrderSnap
 from chainbook.domain.enums import SymbolStatus
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.engine.engine import Engine
@@ -36,8 +37,8 @@ class SymbolSnap(msgspec.Struct, array_like=True):
     status: int
     until_ts: int
     last_price: int
-    bids: list[Order]  # priority order, best first
-    asks: list[Order]
+    bids: list[OrderSnap]  # priority order, best first
+    asks: list[OrderSnap]
     lo_q: list[tuple[int, int]]
     hi_q: list[tuple[int, int]]
 
@@ -63,8 +64,8 @@ def export_state(engine: Engine) -> EngineSnap:
     symbols = [
         SymbolSnap(
             s.spec, int(s.status), s.until_ts, s.last_price,
-            [replace(o) for o in s.book.iter_side(0)],
-            [replace(o) for o in s.book.iter_side(1)],
+            snap_orders(list(s.book.iter_side(0))),
+            snap_orders(list(s.book.iter_side(1))),
             list(s.lo_q), list(s.hi_q),
         )
         for s in engine.symbols.values()
@@ -92,9 +93,22 @@ def export_state(engine: Engine) -> EngineSnap:
 
 
 def import_state(snap: EngineSnap, engine: Engine | None = None) -> Engine:
-    """Build an engine holding exactly ``snap``'s state (into a fresh ``engine`` if given)."""
+    """Build an engine holding exactly ``snap``'s state (into a fresh ``engine`` if given).
+
+    The garbage collector is paused meanwhile: a million new orders (GC-tracked objects)
+    would otherwise set off a full collection each time the heap grew by a quarter."""
     if snap.version != STATE_VERSION:
         raise ValueError(f"snapshot state version {snap.version}, expected {STATE_VERSION}")
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _import(snap, engine)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _import(snap: EngineSnap, engine: Engine | None) -> Engine:
     eng = engine if engine is not None else Engine()
     eng.last_seq = snap.seq
     eng.last_ts = snap.ts
@@ -105,12 +119,7 @@ def import_state(snap: EngineSnap, engine: Engine | None = None) -> Engine:
         sym.status = SymbolStatus(s.status)
         sym.until_ts = s.until_ts
         sym.last_price = s.last_price
-        for order in s.bids:
-            sym.book.add(order)
-            sym.index(order)
-        for order in s.asks:
-            sym.book.add(order)
-            sym.index(order)
+        sym.restore(orders_of(s.bids), orders_of(s.asks))
         sym.book.clear_touched()
         sym.lo_q = deque(s.lo_q)
         sym.hi_q = deque(s.hi_q)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from chainbook.book.book import OrderBook
 from chainbook.book.order import Order
+from chainbook.book.protocol import Book
 from chainbook.domain.enums import SymbolStatus
 from chainbook.domain.instruments import BPS, SymbolSpec
 
-BookFactory = Callable[[], OrderBook]
+BookFactory = Callable[[], Book]
 
 
 class SymbolState:
@@ -19,11 +19,34 @@ class SymbolState:
     __slots__ = (
         "spec", "book", "status", "until_ts", "last_price", "orders", "by_account",
         "client_ids", "lo_q", "hi_q", "max_fee_bps",
+        # copied from the spec (see __init__):
+        "name", "base", "quote", "lot_units", "quote_per_tick_lot", "min_qty", "max_qty",
+        "min_price", "max_price", "min_notional", "max_notional", "maker_bps", "taker_bps",
+        "band_bps", "max_open_orders", "breaker_bps", "default_stp",
     )
 
-    def __init__(self, spec: SymbolSpec, book: OrderBook) -> None:
+    def __init__(self, spec: SymbolSpec, book: Book) -> None:
         self.spec = spec
         self.max_fee_bps = spec.max_fee_bps  # cached: read on every buy reserve
+        # the spec's fields the engine reads per command, copied into this (compiled,
+        # native) object: reading a msgspec struct's field is a generic attribute lookup
+        self.name = spec.name
+        self.base = spec.base
+        self.quote = spec.quote
+        self.lot_units = spec.lot_units
+        self.quote_per_tick_lot = spec.quote_per_tick_lot
+        self.min_qty = spec.min_qty
+        self.max_qty = spec.max_qty
+        self.min_price = spec.min_price
+        self.max_price = spec.max_price
+        self.min_notional = spec.min_notional
+        self.max_notional = spec.max_notional
+        self.maker_bps = spec.maker_bps
+        self.taker_bps = spec.taker_bps
+        self.band_bps = spec.band_bps
+        self.max_open_orders = spec.max_open_orders
+        self.breaker_bps = spec.breaker_bps
+        self.default_stp = int(spec.default_stp)
         self.book = book
         self.status = SymbolStatus.TRADING
         self.until_ts = 0  # end of a breaker cooldown; 0 = none pending
@@ -51,6 +74,14 @@ class SymbolState:
             if ids is None:
                 ids = self.client_ids[order.account] = {}
             ids[order.client_id] = order.id
+
+    def restore(self, bids: list[Order], asks: list[Order]) -> None:
+        """Rest a snapshot's orders (each side in priority order) and index them."""
+        self.book.load(0, bids)
+        self.book.load(1, asks)
+        for side in (bids, asks):
+            for order in side:
+                self.index(order)
 
     def forget(self, order: Order) -> None:
         """Drop an order that left the book from every index."""

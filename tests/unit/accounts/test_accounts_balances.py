@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chainbook.accounts.balances import FEE_ACCOUNT, BalanceInvariantError, Balances
+from chainbook.accounts.balances import FEE_ACCOUNT, Balances
+from chainbook.accounts.errors import BalanceInvariantError
 
 
 def test_unknown_reads_as_zero_without_creating():

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainbook.book.book import BookInvariantError, OrderBook
+from chainbook.book.book import OrderBook
+from chainbook.book.errors import BookInvariantError
 from chainbook.book.naive import NaiveBook
 from chainbook.book.order import Order
 

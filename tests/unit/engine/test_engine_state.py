@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from chainbook.accounts.balances import BalanceInvariantError
-from chainbook.book.book import BookInvariantError
+from chainbook.accounts.errors import BalanceInvariantError
+from chainbook.book.errors import BookInvariantError
 from chainbook.domain import commands as C
 from chainbook.domain.enums import Side, SymbolStatus
 from chainbook.engine.state import (

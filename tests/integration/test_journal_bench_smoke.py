@@ -17,6 +17,10 @@ def test_journal_bench_prints_every_figure(tmp_path, capsys):
     tp = out["throughput"]
     assert set(journal_bench.VARIANTS) < set(tp)
     assert all(tp[k]["commands_per_s"] > 0 for k in journal_bench.VARIANTS)
+    assert all(0 <= tp[k]["gc_share"] <= 1 and tp[k]["gc_collections"] >= 0
+               and tp[k]["cpu_us_per_command"] > 0 for k in journal_bench.VARIANTS)
+    cpu = tp["split_cpu_us_per_command"]
+    assert len(cpu) == 4 and cpu["engine"] > 0
     assert len(tp["split_us_per_command"]) == 4
     assert out["replay"]["checked"] and out["replay"]["commands"] > 3000
     assert abs(sum(out["profile_shares"].values()) - 1) < 0.01

@@ -44,6 +44,7 @@ HEADER = struct.Struct("<IHBBIIQ")
 HEADER_SIZE = HEADER.size  # 24
 MAX_PAYLOAD = 1 << 30  # a larger length field is corruption, not a record
 _MAGIC_BYTES = struct.pack("<H", MAGIC)
+_CRC = struct.Struct("<I")
 
 
 class RecordType(IntEnum):
@@ -127,8 +128,7 @@ def encode_frame(rtype: RecordType, first_seq: int, ts: list[int], items: list[A
         raise ValueError(f"frame payload of {length} bytes is over {MAX_PAYLOAD}")
     HEADER.pack_into(buf, start, 0, MAGIC, int(rtype), FORMAT_VERSION, length, count,
                      first_seq)
-    crc = zlib.crc32(memoryview(buf)[start + 4:])
-    struct.pack_into("<I", buf, start, crc)
+    _CRC.pack_into(buf, start, zlib.crc32(memoryview(buf)[start + 4:]))
     return buf
 
 

@@ -130,14 +130,15 @@ def _order_delta(b: Batch, oid: int, seq: int) -> Row:
 
 
 def _fill(b: Batch, oid: int, qty: int, left: int, seq: int) -> None:
-    row = _order_delta(b, oid, seq)
-    if "oid" in row:
-        row["d_filled"] += qty
-    else:
+    row = b.orders_new.get(oid)
+    if row is not None:
         row["filled"] += qty
+    else:
+        row = _order_delta(b, oid, seq)
+        row["d_filled"] += qty
     row["open_qty"] = left
     row["status"] = _FILLED if left == 0 else _PARTIAL
-    row["last_trade_seq"] = seq
+    row["last_trade_seq"] = row["updated_seq"] = seq
     row["settlement"] = SETTLED
 
 
@@ -156,7 +157,11 @@ def _records(b: Batch, state: LedgerState, seq: int, ts: int, events: list[Event
             continue
         if t is Trade:
             tr = cast(Trade, ev)
-            b.trades.append(_trade_row(tr, seq, ts, state.symbols[tr.symbol].lot_units))
+            b.trades.append((tr.trade_id, seq, ts, tr.symbol, tr.price, tr.qty,
+                             tr.quote_amount, tr.qty * state.symbols[tr.symbol].lot_units,
+                             _SIDE[tr.taker_side], tr.maker_order_id, tr.taker_order_id,
+                             tr.maker_account, tr.taker_account, tr.maker_fee, tr.taker_fee,
+                             SETTLED))  # _trade_row, inlined: the hot path
             _fill(b, tr.maker_order_id, tr.qty, tr.maker_left, seq)
             _fill(b, tr.taker_order_id, tr.qty, tr.taker_left, seq)
         elif isinstance(ev, OrderAccepted):

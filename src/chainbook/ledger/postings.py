@@ -130,6 +130,33 @@ def explicit_legs(ev: Event, view: BalanceView) -> list[Leg] | None:
     return None
 
 
+def _post_trade(rows: list[PostingRow], net: dict[tuple[int, str], list[int]], seq: int,
+                t: Trade, sym: SymbolInfo) -> None:
+    """Append the rows of ``trade_legs(t, sym)`` (same legs, same order) and add them to
+    ``net``: the hot path, without the intermediate leg tuples."""
+    n = t.quote_amount
+    if n != t.price * t.qty * sym.quote_per_tick_lot:
+        trade_legs(t, sym)  # raises the mismatch
+    if t.taker_side == BUY:
+        buyer, bfee, seller, sfee = t.taker_account, t.taker_fee, t.maker_account, t.maker_fee
+    else:
+        buyer, bfee, seller, sfee = t.maker_account, t.maker_fee, t.taker_account, t.taker_fee
+    b, tid, q, base = t.qty * sym.lot_units, t.trade_id, sym.quote, sym.base
+    for acct, asset, col, bucket, kind, amount in (
+            (buyer, q, 1, FROZEN, "trade", -(n + bfee)),
+            (seller, q, 0, AVAILABLE, "trade", n - sfee),
+            (FEE_ACCOUNT, q, 0, AVAILABLE, "fee", bfee + sfee),
+            (seller, base, 1, FROZEN, "trade", -b),
+            (buyer, base, 0, AVAILABLE, "trade", b)):
+        if amount:
+            rows.append((seq, len(rows), tid, acct, asset, bucket, kind, amount))
+            cell = net.get((acct, asset))
+            if cell is None:
+                net[(acct, asset)] = [amount, 0] if col == 0 else [0, amount]
+            else:
+                cell[col] += amount
+
+
 def command_postings(seq: int, events: Sequence[Event],
                      view: BalanceView) -> tuple[list[PostingRow], list[BalanceChanged]]:
     """Posting rows (``Posting`` field order) of command ``seq`` and its
@@ -137,8 +164,10 @@ def command_postings(seq: int, events: Sequence[Event],
 
     ``view`` must hold the balances as they were before the command.  O(events).
     Raises LedgerMismatch when the postings cannot explain a balance change."""
-    legs: list[Leg] = []
+    rows: list[PostingRow] = []
     changes: list[BalanceChanged] = []
+    # (account, asset) -> [available, frozen] moved by the explicit postings
+    net: dict[tuple[int, str], list[int]] = {}
     for ev in events:
         t = type(ev)
         if t is BalanceChanged:
@@ -148,17 +177,16 @@ def command_postings(seq: int, events: Sequence[Event],
             sym = view.symbol(tr.symbol)
             if sym is None:
                 raise LedgerMismatch(f"seq {seq}: trade on unknown symbol {tr.symbol}")
-            legs += trade_legs(tr, sym)
+            _post_trade(rows, net, seq, tr, sym)
         elif t in _MONEY_EVENTS:
-            legs += explicit_legs(ev, view) or ()
-    if not changes and not legs:
-        return [], changes
-    net: dict[tuple[int, str], list[int]] = {}
-    for _, acct, asset, bucket, _, amount in legs:
-        cell = net.get((acct, asset))
-        if cell is None:
-            cell = net[(acct, asset)] = [0, 0]
-        cell[0 if bucket == AVAILABLE else 1] += amount
+            for tid, acct, asset, bucket, kind, amount in explicit_legs(ev, view) or ():
+                rows.append((seq, len(rows), tid, acct, asset, bucket, kind, amount))
+                cell = net.get((acct, asset))
+                if cell is None:
+                    cell = net[(acct, asset)] = [0, 0]
+                cell[0 if bucket == AVAILABLE else 1] += amount
+    if not changes and not rows:
+        return rows, changes
     now: dict[tuple[int, str], tuple[int, int]] = {}
     for bc in changes:
         key = (bc.account, bc.asset)
@@ -172,14 +200,15 @@ def command_postings(seq: int, events: Sequence[Event],
                 f"{bc.available + bc.frozen - old_a - old_f} but its postings say "
                 f"{d_a + d_f}")
         if r_a:
-            legs.append((None, bc.account, bc.asset, AVAILABLE, "reserve", r_a))
-            legs.append((None, bc.account, bc.asset, FROZEN, "reserve", r_f))
+            i = len(rows)
+            rows.append((seq, i, None, bc.account, bc.asset, AVAILABLE, "reserve", r_a))
+            rows.append((seq, i + 1, None, bc.account, bc.asset, FROZEN, "reserve", r_f))
         now[key] = (bc.available, bc.frozen)
     for (acct, asset), (d_a, d_f) in net.items():
         if acct != WORLD_ACCOUNT and (d_a or d_f):
             raise LedgerMismatch(f"seq {seq}: postings move account {acct} {asset} but no "
                                  "BalanceChanged reports it")
-    return [(seq, i, *leg) for i, leg in enumerate(legs)], changes
+    return rows, changes
 
 
 def sums_by_asset(rows: Sequence[PostingRow]) -> dict[str, int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from chainbook.ledger.batch import Batch, Entry
 from chainbook.ledger.db import default_url
+from chainbook.ledger.pipeline import WriteFailed, WritePipeline
 from chainbook.ledger.source import JournalRewound, JournalTail
 from chainbook.ledger.store import LedgerStore
 from chainbook.service.applied import Applied
@@ -65,8 +66,12 @@ class LedgerService:
         if self.data_dir is not None:
             self.check_journal()
             self.tail = JournalTail(self.data_dir / "events", self.store.last_seq + 1)
-        self._pending: list[Entry] = []  # the batch being applied (kept across retries)
+        # batch N+1 is built in the service thread while a writer thread writes batch N
+        self.pipe = WritePipeline(self.store, on_commit=self._on_commit,
+                                  on_room=self._wake_up)
+        self._pending: list[Entry] = []  # the next batch (kept across retries)
         self._first_seen = 0.0
+        self._caught_up = False  # the last read found nothing new
         self._retry_at = 0.0
         self._pushed: deque[Entry] = deque()
         self._lock = threading.Lock()  # one writer: the thread or apply_batches
@@ -78,8 +83,15 @@ class LedgerService:
 
     @property
     def applied_seq(self) -> int:
-        """Seq of the last command the ledger holds (settled)."""
+        """Seq of the last command the ledger holds (committed: settled)."""
         return self.store.last_seq
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    def _on_commit(self, batch: Batch, entries: Sequence[Entry]) -> None:
+        if self.observer is not None:
+            self.observer(batch, entries)
 
     def check_journal(self) -> None:
         """Raise JournalRewound if the journal's entry at the ledger's ``last_seq`` is not
@@ -97,12 +109,20 @@ class LedgerService:
     # --- in-process input ----------------------------------------------------------------
 
     def apply_batches(self, entries: Sequence[Entry]) -> int:
-        """Apply ``(seq, ts, events)`` entries now, in one transaction; entries at or below
-        ``applied_seq`` are ignored. Return ``applied_seq``. Raises what the store raises."""
+        """Apply ``(seq, ts, events)`` entries now, in one transaction, after whatever the
+        service thread has in flight; entries at or below ``applied_seq`` are ignored.
+        Return ``applied_seq``. Raises what the store raises."""
         with self._lock:
-            batch = self.store.apply(entries)
-            if batch is not None and self.observer is not None:
-                self.observer(batch, entries)
+            try:
+                self.pipe.drain()
+            except WriteFailed as wf:  # the thread's batch: it retries it
+                self._requeue(wf)
+                raise wf.cause from None
+            try:
+                self.pipe.submit(entries)
+                self.pipe.drain()
+            except WriteFailed as wf:  # only these entries were in flight
+                raise wf.cause from None
             return self.store.last_seq
 
     def push(self, entries: Sequence[Entry]) -> None:
@@ -124,7 +144,10 @@ class LedgerService:
     # --- the loop ------------------------------------------------------------------------
 
     def _next_entries(self, room: int) -> list[Entry]:
-        nxt = self.store.last_seq + 1 + len(self._pending)
+        base = self.pipe.base_seq
+        if self._pending and self._pending[0][0] <= base:  # apply_batches went past them
+            self._pending = [e for e in self._pending if e[0] > base]
+        nxt = base + 1 + len(self._pending)
         pushed = self._pushed
         while pushed and pushed[0][0] < nxt:
             pushed.popleft()
@@ -140,11 +163,19 @@ class LedgerService:
         return self.tail.poll(room)
 
     def step(self, force: bool = False) -> int:
-        """Gather entries and apply a batch if it is due; return how many commands were
-        applied (0 if none were due, none came, or the batch failed)."""
+        """Gather entries and hand a batch to the writer if it is due; return how many
+        commands were handed over (0 if none were due, none came, the writer is busy
+        with two batches, or a batch failed).  ``applied_seq`` moves when they commit."""
+        try:
+            self.pipe.check()
+        except WriteFailed as wf:
+            self._write_failed(wf)
+            return 0
         now = time.monotonic()
         if now < self._retry_at:
             return 0
+        if not force and not self.pipe.has_room():
+            return 0  # the writer wakes the thread when it takes the queued batch
         room = self.batch_size - len(self._pending)
         if room > 0:
             try:
@@ -152,7 +183,8 @@ class LedgerService:
             except Exception as exc:  # noqa: BLE001 - journal damage: alert, retry, never skip
                 self._failed(exc)
                 return 0
-            if not got and not self._pending and self.failures:
+            self._caught_up = not got
+            if not got and not self._pending and self.failures and self.pipe.idle():
                 self._recovered("the journal reads again")
             if got:
                 if not self._pending:
@@ -169,7 +201,13 @@ class LedgerService:
     def _apply_pending(self) -> int:
         entries = self._pending
         try:
-            self.apply_batches(entries)
+            with self._lock:
+                self.pipe.submit(entries)
+                if self.failures:
+                    self.pipe.drain()  # recovering: confirm this batch before the next
+        except WriteFailed as wf:
+            self._write_failed(wf)
+            return 0
         except Exception as exc:  # noqa: BLE001 - every failure is retried, never skipped
             self._failed(exc)
             return 0
@@ -178,13 +216,31 @@ class LedgerService:
             self._recovered(f"batch up to seq {entries[-1][0]} applied")
         return len(entries)
 
+    def _requeue(self, wf: WriteFailed) -> None:
+        """Put the entries of unwritten batches back: the failed one becomes the pending
+        batch (retried as it was), the rest go in front of the pushed entries."""
+        batches = [b for b in wf.batches if b]
+        if not batches:
+            return
+        rest = [e for b in batches[1:] for e in b]
+        if self._pending and self._pending is not batches[-1]:
+            rest.extend(self._pending)
+        self._pending = list(batches[0])
+        self._pushed.extendleft(reversed(rest))
+        if self.tail is not None:
+            self.tail.seek(self.pipe.base_seq + 1 + len(self._pending))
+
+    def _write_failed(self, wf: WriteFailed) -> None:
+        self._requeue(wf)
+        self._failed(wf.cause)
+
     def _recovered(self, what: str) -> None:
         log.info("ledger: %s after %d failures", what, self.failures)
         self.failures = 0
         self.stalled = False
         self.last_error = None
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = exc
         delay = min(self.retry_max, self.retry_base * 2 ** (self.failures - 1))
@@ -202,34 +258,50 @@ class LedgerService:
                         delay)
 
     def run_once(self) -> int:
-        """Apply everything available now (stopping at the first failure); return how
-        many commands were applied."""
-        total = 0
-        while True:
-            n = self.step(force=True)
-            total += n
-            if n == 0:
-                return total
+        """Apply everything available now (stopping at the first failure) and wait for it
+        to commit; return how many commands were applied."""
+        before = self.store.last_seq
+        while self.step(force=True):
+            pass
+        self._settle()
+        return self.store.last_seq - before
+
+    def _settle(self) -> bool:
+        """Wait for the batches in flight; False (and the failure handled) if one failed."""
+        try:
+            with self._lock:
+                self.pipe.drain()
+        except WriteFailed as wf:
+            self._write_failed(wf)
+            return False
+        return True
 
     def run(self, stop_event: threading.Event | None = None, *,
             until_idle: bool = False) -> None:
         """Apply batches until ``stop_event`` is set (or, with ``until_idle``, until the
-        journal has nothing more and no batch is pending or failing)."""
+        journal has nothing more and no batch is pending, in flight or failing); the
+        batches in flight are committed before it returns."""
         stop = stop_event or self._stop
-        while not stop.is_set():
-            n = self.step()
-            if n:
-                continue
-            if until_idle and not self._pending and not self.failures:
-                return
-            if self._pending and not self.failures:
-                wait = max(0.0, self.max_delay - (time.monotonic() - self._first_seen))
-            elif self.failures:
-                wait = max(0.0, self._retry_at - time.monotonic())
-            else:
-                wait = self.poll_interval
-            if self._wake.wait(min(wait, 1.0) if wait else 0.0):
-                self._wake.clear()
+        try:
+            while not stop.is_set():
+                n = self.step()
+                if n:
+                    continue
+                if (until_idle and self._caught_up and not self._pending and not self.failures
+                        and self._settle() and not self._pending and not self.failures):
+                    return
+                if not self.pipe.has_room():
+                    wait = 1.0  # the writer wakes us when it takes the queued batch
+                elif self._pending and not self.failures:
+                    wait = max(0.0, self.max_delay - (time.monotonic() - self._first_seen))
+                elif self.failures:
+                    wait = max(0.0, self._retry_at - time.monotonic())
+                else:
+                    wait = self.poll_interval
+                if self._wake.wait(min(wait, 1.0) if wait else 0.0):
+                    self._wake.clear()
+        finally:
+            self._settle()
 
     # --- thread --------------------------------------------------------------------------
 
@@ -252,8 +324,10 @@ class LedgerService:
             self._thread = None
 
     def close(self) -> None:
-        """Stop and release the database connections."""
+        """Stop, let the writer finish, and release the database connections."""
         self.stop()
+        self._settle()
+        self.pipe.close()
         self.store.close()
 
     # --- rebuild -------------------------------------------------------------------------
@@ -264,8 +338,10 @@ class LedgerService:
             raise RuntimeError("rebuild needs the data directory's event journal")
         if self._thread is not None:
             raise RuntimeError("stop the ledger thread before rebuilding")
+        self._settle()
         with self._lock:
             self.store.reset()
+            self.failures = 0
             self._pending = []
             self._pushed.clear()
             self.tail = JournalTail(self.tail.dir, 1)

@@ -26,13 +26,6 @@ from chainbook.ledger.db import make_engine
 from chainbook.ledger.migrate import drop_all, migrate
 from chainbook.ledger.postings import SymbolInfo
 
-_balances_upd = (
-    update(S.balances)
-    .where(S.balances.c.account == bindparam("p_account"))
-    .where(S.balances.c.asset == bindparam("p_asset"))
-    .values(available=bindparam("p_available"), frozen=bindparam("p_frozen"),
-            updated_seq=bindparam("p_updated_seq"))
-)
 _withdrawals_upd = (
     update(S.withdrawals)
     .where(S.withdrawals.c.external_id == bindparam("p_external_id"))
@@ -71,6 +64,9 @@ class LedgerStore:
         self._bulk = bulk_writer(self.engine.dialect.name)
         migrate(self.engine)
         self.state = self.load_state()
+        # what the database holds; ``state`` (the builder's) may run ahead of it while a
+        # pipelined write is in flight (``pipeline.WritePipeline``)
+        self.committed_seq, self.committed_ts = self.state.last_seq, self.state.last_ts
 
     # --- state ---------------------------------------------------------------------------
 
@@ -94,8 +90,8 @@ class LedgerStore:
 
     @property
     def last_seq(self) -> int:
-        """Seq of the last command applied to the ledger."""
-        return self.state.last_seq
+        """Seq of the last command applied to the ledger (committed)."""
+        return self.committed_seq
 
     def stored_last_seq(self) -> int:
         """``last_seq`` as the database has it now (a fresh read)."""
@@ -110,19 +106,38 @@ class LedgerStore:
 
         Raises SequenceGap, LedgerMismatch, LedgerConflict or a SQLAlchemy error; the
         database is then unchanged and the in-memory state is reloaded."""
+        try:
+            batch = self.build(entries)
+            if batch is not None:
+                self.write(batch)
+        except BaseException:
+            self.reload()
+            raise
+        return batch
+
+    def build(self, entries: Sequence[Entry]) -> Batch | None:
+        """Fold the entries above the built state's ``last_seq`` into a Batch, advancing
+        ``state`` (not ``last_seq``, which moves when ``write`` commits).  None if there
+        is nothing new.  If it raises, ``state`` is half-updated: call ``reload``."""
         last = self.state.last_seq
         fresh = [e for e in entries if e[0] > last]
         if not fresh:
             return None
-        prev_seq = last
-        try:
-            batch = build_batch(fresh, self.state)
-            with self.engine.begin() as conn:
-                self._write(conn, batch, prev_seq)
-        except BaseException:
-            self.state = self.load_state()
-            raise
-        return batch
+        return build_batch(fresh, self.state)
+
+    def write(self, batch: Batch) -> None:
+        """Write ``batch`` and move ``ledger_state.last_seq`` from ``batch.first_seq - 1``
+        to ``batch.last_seq`` in ONE transaction, then ``last_seq``.  Any thread may call
+        it (one at a time, in seq order); it reads nothing but the batch."""
+        with self.engine.begin() as conn:
+            self._write(conn, batch, batch.first_seq - 1)
+        self.committed_ts = batch.last_ts
+        self.committed_seq = batch.last_seq
+
+    def reload(self) -> None:
+        """Read the state back from the database (after a failure)."""
+        self.state = self.load_state()
+        self.committed_seq, self.committed_ts = self.state.last_seq, self.state.last_ts
 
     def _write(self, conn: Connection, b: Batch, prev_seq: int) -> None:
         ex = conn.execute
@@ -142,10 +157,8 @@ class LedgerStore:
         if b.balances_new:
             put(conn, S.balances, [(k[0], k[1], *v) for k, v in b.balances_new.items()])
         if b.balances_upd:
-            rows = [{"p_account": k[0], "p_asset": k[1], "p_available": v[0],
-                     "p_frozen": v[1], "p_updated_seq": v[2]} for k, v in
-                    b.balances_upd.items()]
-            _check_rows(ex(_balances_upd, rows), len(rows), "balances")
+            self._bulk.update_balances(conn, [(k[0], k[1], *v) for k, v in
+                                              b.balances_upd.items()])
         if b.orders_new:
             put(conn, S.orders, _tuples(S.orders, b.orders_new.values()))
         if b.orders_upd:
@@ -174,7 +187,7 @@ class LedgerStore:
         """Drop every ledger table and create an empty ledger (seq 0)."""
         drop_all(self.engine)
         migrate(self.engine)
-        self.state = self.load_state()
+        self.reload()
 
     def close(self) -> None:
         """Release the database connections."""

@@ -54,6 +54,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for a ledger (dropped afterwards)."""
+    yield from pg_schema_url()
+
+
+@pytest.fixture
 def second_db_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[str]:
     """Another ledger on the same backend as ``db_url``."""
     if db_url.startswith("sqlite"):

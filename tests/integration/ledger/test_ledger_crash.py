@@ -66,3 +66,30 @@ def test_sigkill_at_random_points_then_restart_equals_uninterrupted(
     assert proc.returncode == 0, err.decode()
     assert _stored_seq(db_url) == final
     assert dump_ledger(db_url) == dump_ledger(second_db_url)
+
+
+def test_a_burst_of_sigterms_stops_the_ledger_cleanly(session_dir, tmp_path):
+    """Signals arriving while the handler of an earlier one runs must not wedge the
+    process (a handler that took a lock once deadlocked inside ``Event.set``)."""
+    for attempt in range(5):
+        url = f"sqlite:///{tmp_path / f'ledger{attempt}.sqlite'}"  # seq 0: not started yet
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chainbook.ledger", "run", "--data", str(session_dir),
+             "--db", url, "--poll-ms", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        while _stored_seq(url) == 0 and proc.poll() is None:
+            time.sleep(0.01)
+        for _ in range(300):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(
+                f"attempt {attempt}: the ledger hung after a SIGTERM burst") from None
+        assert proc.returncode == 0, err.decode()
+        assert f"ledger at seq {_stored_seq(url)}" in out.decode()

@@ -17,6 +17,7 @@ from chainbook.ledger.postings import (
     Posting,
     SymbolInfo,
     command_postings,
+    explicit_legs,
     sums_by_asset,
     trade_legs,
 )
@@ -167,3 +168,47 @@ def test_batch_collapses_rows_and_rejects_gaps():
         assert filled[t[9]]["settlement"] == "SETTLED" == filled[t[10]]["settlement"]
     with pytest.raises(SequenceGap):
         build_batch([(len(entries) + 2, TS, [])], state)
+
+
+def _reference_postings(seq: int, events: list[Event], view: LedgerState) -> list[tuple]:
+    """The generic derivation (explicit_legs for every event, then the reserve pairs), as
+    the ledger computed it before its trade fast path: the fast path must equal it."""
+    legs: list[tuple] = []
+    for ev in events:
+        legs += explicit_legs(ev, view) or ()
+    now: dict[tuple[int, str], tuple[int, int]] = {}
+    net: dict[tuple[int, str], list[int]] = {}
+    for _tid, acct, asset, bucket, _kind, amount in legs:
+        net.setdefault((acct, asset), [0, 0])[0 if bucket == AVAILABLE else 1] += amount
+    for bc in (e for e in events if isinstance(e, BalanceChanged)):
+        key = (bc.account, bc.asset)
+        old = now.get(key, view.balance(*key))
+        d = net.pop(key, (0, 0))
+        r_a = bc.available - old[0] - d[0]
+        if r_a:
+            legs += [(None, bc.account, bc.asset, AVAILABLE, "reserve", r_a),
+                     (None, bc.account, bc.asset, FROZEN, "reserve", -r_a)]
+        now[key] = (bc.available, bc.frozen)
+    return [(seq, i, *leg) for i, leg in enumerate(legs)]
+
+
+def test_the_trade_fast_path_equals_the_generic_postings():
+    entries = _random_session(6, 800)
+    state = LedgerState()
+    zero_fee = _trade(maker_fee=0, taker_fee=0, taker_left=0)
+    rows = 0
+    for seq, ts, events in entries:
+        want = _reference_postings(seq, events, state)
+        got, _ = command_postings(seq, events, state)
+        assert got == want, seq
+        rows += len(got)
+        build_batch([(seq, ts, events)], state)
+    assert rows > 1000
+    # a zero fee leaves its leg out on both paths; idx stays contiguous
+    state = LedgerState(symbols={"BTCUSDT": BTC})
+    state.balances.update({(1, "BTC"): (0, 400), (2, "USDT"): (0, 1200)})
+    ev = [zero_fee, BalanceChanged(1, "BTC", 0, 0), BalanceChanged(1, "USDT", 1200, 0),
+          BalanceChanged(2, "BTC", 400, 0), BalanceChanged(2, "USDT", 0, 0)]
+    got, _ = command_postings(99, ev, state)
+    assert got == _reference_postings(99, ev, state)
+    assert [r[1] for r in got] == [0, 1, 2, 3]

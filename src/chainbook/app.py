@@ -5,16 +5,19 @@
                        ──core thread──► TickSender.on_commit (multicast, optional)
 
 Start-up (the app's lifespan): recover the core and replay its event journal into the
-listeners, list the configured symbols the core does not have, set up the demo accounts
-if asked, start the market-data timers.  Shutdown: stop taking commands, commit and
-close the core (nothing acknowledged is lost), stop the timers, close the WebSocket
-sessions and the tick sender.  docs/serve.md describes the whole process.
+listeners, start the ledger (a supervised child process, or a thread: ``[ledger] mode``),
+list the configured symbols the core does not have, set up the demo accounts if asked,
+start the market-data timers.  Shutdown: stop taking commands, commit and close the core
+(nothing acknowledged is lost), stop the timers, close the WebSocket sessions, let the
+ledger catch up (a short grace) and stop it, close the tick sender.  docs/serve.md
+describes the whole process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -32,6 +35,7 @@ from chainbook.service.applied import Applied, Listener
 from chainbook.service.config import Config
 from chainbook.service.core import CoreService
 from chainbook.service.keys import PERMS, KeyStore
+from chainbook.service.ledgerproc import LedgerProcess
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ DEMO_ACCOUNTS = ("demo1", "demo2")
 DEMO_FUNDS = (("BTC", "10"), ("ETH", "100"), ("USDT", "1000000"))
 DEMO_FILE = "demo-accounts.json"
 KEYS_FILE = "gateway.sqlite"
+CHAIN_FREEZE_POLL_S = 0.25  # how often start-up checks whether the chain has connected
 
 
 def clock_ms() -> int:
@@ -62,7 +67,9 @@ class Components:
     admin_token: str
     demo: bool = False
     ticks: Any = None  # chainbook.marketdata.multicast.TickSender when enabled
-    ledger: Any = None  # chainbook.ledger.service.LedgerService when enabled
+    # when [ledger] enabled: service.ledgerproc.LedgerProcess (mode "process") or
+    # ledger.service.LedgerService (mode "thread"); both have an int ``applied_seq``
+    ledger: Any = None
     chain: Any = None  # chainbook.chain.chainservice.ChainService when [chain] enabled
     demo_file: Path | None = None
     _market_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -77,7 +84,10 @@ class Components:
         self._started = True
         write_token(self.data_dir, self.admin_token)
         await self.core.start()
-        if self.config.ledger:
+        if self.config.ledger and self.config.ledger_mode == "process":
+            self.ledger = LedgerProcess(self.config.ledger_url, self.data_dir)
+            self.ledger.start()  # tails the journal the core just recovered
+        elif self.config.ledger:
             self.ledger = start_ledger(self.config.ledger_url, self.data_dir)
             self.core.add_listener(self.ledger.on_batch)
         added = await self.core.ensure_symbols(self.config.symbols)
@@ -106,7 +116,9 @@ class Components:
                 with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                     await asyncio.wait_for(task, 2.0)
             self.hub.close_all()
-            if self.ledger is not None:
+            if isinstance(self.ledger, LedgerProcess):
+                await asyncio.to_thread(self.ledger.stop, self.core.durable_seq)
+            elif self.ledger is not None:
                 await asyncio.to_thread(stop_ledger, self.ledger, self.core.durable_seq)
             if self.ticks is not None:
                 self.ticks.close()
@@ -177,12 +189,37 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
         finally:
             await comps.stop()
 
-    routes = [*ws.build_ws_routes(ctx), *admin_routes(ctx), *rest.build_rest_routes(ctx),
-              *ctx.extra_routes, *rest.fallback_routes()]  # the catch-all 404 stays last
+    # REST first (the hot path: Starlette tries routes in order); no two routes match the
+    # same request, except the catch-all 404, which stays last
+    routes = [*rest.build_rest_routes(ctx), *ws.build_ws_routes(ctx), *admin_routes(ctx),
+              *ctx.extra_routes, *rest.fallback_routes()]
     app = Starlette(routes=routes, exception_handlers=rest.exception_handlers(),
                     lifespan=lifespan)
     app.state.components = comps
     return app, comps
+
+
+def freeze_heap(full: bool) -> None:
+    """Collect, then move every object alive now into the collector's permanent
+    generation (``gc.freeze``): later collections, the full ones included, no longer
+    traverse the start-up heap (code, web3, py-evm, SQLAlchemy: ~145,000 objects, a
+    75-95 ms full collection that stalled every thread; docs/gateway-performance.md,
+    Session 3).  ``full`` runs a full collection first (start-up, before serving); else
+    only the young generations (a few ms), so older garbage, if any, stays for good.
+    A process-wide policy: ``serve`` calls it, not ``Components`` (tests build many)."""
+    if full:
+        gc.collect()
+    else:
+        gc.collect(1)
+    gc.freeze()
+
+
+async def freeze_when_chain_ready(chain: Any) -> None:
+    """``freeze_heap`` again once the chain worker has connected: web3 and py-evm,
+    imported and set up in that thread, are half of the heap."""
+    while not chain.ready.is_set():
+        await asyncio.sleep(CHAIN_FREEZE_POLL_S)
+    freeze_heap(full=False)
 
 
 def _history_only(fn: Callable[[list[Applied]], None]) -> Listener:

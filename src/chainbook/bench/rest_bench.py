@@ -8,8 +8,10 @@ given fsync policy and rate limits out of the way), then N keep-alive HTTP conne
 requests/s for T seconds. Every request is built and HMAC-signed before the clock starts
 (fixed seed; ``recvWindow`` 60000 so the signatures stay valid). One JSON line: requests
 and new orders per second achieved, ack latency p50/p99/p999 (send to full reply), per
-kind, the errors by code, how many sends left later than scheduled, and the CPU seconds
-the client and the server used during the run (2 cores shared: is either one saturated?).
+kind, the errors by code, how many sends left later than scheduled, the CPU seconds
+the client and the server used during the run (2 cores shared: is either one saturated?)
+and the server's garbage-collector pauses during the run (``server_gc``: collections of
+10 ms and more, from ``CHAINBOOK_GC_STATS``; a collection stalls every thread).
 
 Figures only: nothing here asserts a time. ``--rate`` counts order requests (new +
 cancel); ``new_orders_per_s`` is half of it.
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from chainbook.service.config import DEFAULT_TOML
+from chainbook.service.gcstats import GC_STATS_ENV
 
 START_TIMEOUT_S = 60.0
 RECV_WINDOW = 60_000
@@ -227,9 +230,11 @@ async def _run(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict
                     errors[str(json.loads(payload).get("code", resp.status))] += 1
 
         began = time.perf_counter()
+        wall0 = time.time()
         cpu0, server_cpu0 = cpu_seconds(), cpu_seconds(srv.proc.pid)
         await asyncio.gather(*(client(c) for c in range(n)))
         elapsed = time.perf_counter() - began - 0.2
+        window = (wall0, time.time())
         cpu = {"client_cpu_s": round(cpu_seconds() - cpu0, 2),
                "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2)}
     done = len(lat["new"]) + len(lat["cancel"])
@@ -239,7 +244,19 @@ async def _run(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict
             "latency_ms": percentiles(lat["new"] + lat["cancel"]),
             "new_latency_ms": percentiles(lat["new"]),
             "cancel_latency_ms": percentiles(lat["cancel"]),
-            "errors": dict(errors), "late_sends": late, **cpu}
+            "errors": dict(errors), "late_sends": late, "window": window, **cpu}
+
+
+def gc_during(path: Path, window: tuple[float, float]) -> dict[str, Any]:
+    """The server's long collections (``gcstats``) that ended inside ``window``."""
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    long = [p for p in stats.get("long", []) if window[0] <= p["at"] <= window[1]]
+    return {"long_pauses_ms": [p["ms"] for p in long],
+            "full_collections_long": sum(1 for p in long if p["gen"] == 2),
+            "frozen_objects": stats.get("frozen", 0)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,13 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.seconds <= MAX_SECONDS:
         ap.error(f"--seconds must be in (0, {MAX_SECONDS}]")
     per_client = max(2, int(args.rate * args.seconds / args.clients) // 2 * 2)
-    srv = start_server(args.fsync, args.data, args.server_profile)
-    try:
-        plans = build_requests(srv.accounts, args.clients, per_client, args.seed,
-                               int(time.time() * 1000))
-        result = asyncio.run(_run(srv, plans, args.rate))
-    finally:
-        status = stop_server(srv)
+    with tempfile.TemporaryDirectory(prefix="chainbook-gc-") as gc_dir:
+        gc_file = Path(gc_dir) / "gc.json"
+        srv = start_server(args.fsync, args.data, args.server_profile,
+                           env={GC_STATS_ENV: str(gc_file)})
+        try:
+            plans = build_requests(srv.accounts, args.clients, per_client, args.seed,
+                                   int(time.time() * 1000))
+            result = asyncio.run(_run(srv, plans, args.rate))
+        finally:
+            status = stop_server(srv)
+        result["server_gc"] = gc_during(gc_file, result.pop("window"))
     print(json.dumps({"bench": "rest", "clients": args.clients, "target_per_s": args.rate,
                       "seconds": args.seconds, "fsync": args.fsync, "seed": args.seed,
                       "cpus": os.cpu_count(), **result, "server_exit": status}))

@@ -27,8 +27,7 @@ from chainbook.chain.withdrawals import (
     record_hold,
 )
 from chainbook.domain.units import UnitError, amount_units
-
-TOKEN_HEADER = "X-CHAINBOOK-ADMIN"
+from chainbook.service.admin import TOKEN_HEADER
 
 
 def _error(status: int, msg: str) -> JSONResponse:

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chainbook.service.cli_commands import DEFAULT_DATA, CliError, running_server
+from chainbook.service.cli_commands import (
+    DEFAULT_DATA,
+    CliError,
+    admin_request,
+    running_server,
+)
 
 
 def add_chain_commands(sub: Any) -> None:
@@ -68,33 +71,10 @@ def _account_id(data: Path, text: str) -> int:
 
 
 def _admin(data: Path, path: str, body: dict[str, Any] | None) -> Any:
-    from chainbook.chain.admin import TOKEN_HEADER
-
     server = running_server(data)
     if server is None:
         raise CliError(f"no chainbook serve running on {data} (the chain lives in it)")
-    try:
-        token = (data / "admin-token").read_text().strip()
-    except OSError as exc:
-        raise CliError(f"cannot read the admin token: {exc}") from None
-    host = str(server.get("host", "127.0.0.1"))
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    shown = f"[{host}]" if ":" in host else host
-    req = urllib.request.Request(
-        f"http://{shown}:{server['port']}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", TOKEN_HEADER: token})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            msg = json.loads(exc.read()).get("msg", exc.reason)
-        except ValueError:
-            msg = exc.reason
-        raise CliError(f"the server refused: {msg}") from None
-    except OSError as exc:
-        raise CliError(f"cannot reach the server: {exc}") from None
+    return admin_request(data, server, path, body)
 
 
 def cmd_deposit_address(args: argparse.Namespace) -> int:

@@ -48,6 +48,14 @@ def _decode(raw: bytes) -> str:
         raise errors.illegal_chars_anywhere() from None
 
 
+def _decode_plain(raw: bytes) -> str:
+    """``_decode`` of a component without ``%`` or ``+``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.illegal_chars_anywhere() from None
+
+
 def parse_params(query: bytes, body: bytes) -> Params:
     """Merge the query string and a form body into one dict (both, for every method).
 
@@ -59,11 +67,15 @@ def parse_params(query: bytes, body: bytes) -> Params:
     if len(pairs) > MAX_PARAMS:
         raise errors.too_many_params()
     params: Params = {}
+    if b"%" in query or b"+" in query or b"%" in body or b"+" in body:
+        decode: Callable[[bytes], str] = _decode
+    else:  # nothing to unquote (the usual signed request): the same text, ~5x cheaper
+        decode = _decode_plain
     for k, v in pairs:
-        key = _decode(k)
+        key = decode(k)
         if key in params:
             raise errors.duplicate_param()
-        params[key] = _decode(v)
+        params[key] = decode(v)
     return params
 
 

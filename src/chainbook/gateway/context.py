@@ -65,6 +65,8 @@ class Publisher(Protocol):
 class UserSink(Protocol):
     """Where account views send user-data events (``chainbook.gateway.hub.Hub``)."""
 
+    def wants_user(self, account: int) -> bool: ...
+
     def publish_user(self, account: int, payload: Json) -> None: ...
 
 

@@ -273,6 +273,10 @@ class Hub:
                 del self._users[account]
         return True
 
+    def wants_user(self, account: int) -> bool:
+        """True if some connection listens to ``account``'s user data."""
+        return account in self._users
+
     def publish_user(self, account: int, payload: Any) -> None:
         """Queue a user-data event to every connection of ``account``; never blocks."""
         subs = self._users.get(account)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from chainbook.domain.enums import OrderType
 from chainbook.domain.events import Trade
 from chainbook.domain.instruments import BPS, SymbolSpec
-from chainbook.domain.units import PLACES, amount_str, fmt, price_str, qty_str, quote_str
+from chainbook.domain.units import PLACES, fmt
 from chainbook.gateway.context import ApiKeyInfo, Core
+from chainbook.gateway.numfmt import amount_str, price_str, qty_str, quote_str
 
 if TYPE_CHECKING:
     from chainbook.gateway.views import AccountState, OrderView, TradeRow

@@ -10,7 +10,7 @@ logs it, so an unsupported client call is visible instead of silently failing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from chainbook.gateway.openapi import openapi_document
 log = logging.getLogger("chainbook.gateway")
 API = "/api/v3"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+HOT_PATHS = frozenset({API + "/order"})  # matched first (the paths are all distinct)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +107,10 @@ def build_rest_routes(ctx: GatewayContext) -> list[BaseRoute]:
         fn = endpoint(ctx, spec.handler, weight=spec.weight, security=spec.security,
                       perm=spec.perm, order=spec.order)
         by_path.setdefault(API + spec.path, {})[spec.method] = fn
+    # Starlette tries the routes in order (a regex match each): order entry first
+    paths = sorted(by_path, key=lambda p: p not in HOT_PATHS)
     routes: list[BaseRoute] = [
-        Route(path, _dispatch(table), methods=ALL_METHODS) for path, table in by_path.items()
+        Route(path, _dispatch(by_path[path]), methods=ALL_METHODS) for path in paths
     ]
     document = openapi_document([(s.method, API + s.path, s.security) for s in ENDPOINTS])
 
@@ -116,6 +119,31 @@ def build_rest_routes(ctx: GatewayContext) -> list[BaseRoute]:
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     return routes
+
+
+AsgiApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+def direct_rest(app: AsgiApp, routes: Iterable[BaseRoute]) -> AsgiApp:
+    """``app`` with the REST endpoints among ``routes`` called directly for their exact
+    paths, past Starlette's two middlewares, router and per-route exception wrapper
+    (~30-40 us a request; docs/gateway-performance.md, Session 3).  The endpoints answer
+    every error themselves (``endpoint.endpoint``), so the response is the same; any other
+    scope, path or a ``root_path`` goes to ``app`` (tests/unit/gateway/test_rest_hotpath.py
+    compares the two)."""
+    table = {r.path: (r.endpoint, frozenset(r.methods or ())) for r in routes
+             if isinstance(r, Route) and r.path.startswith(API + "/")}
+
+    async def rest_first(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            hit = table.get(scope["path"])
+            if hit is not None and scope["method"] in hit[1]:  # else Starlette's 405
+                response = await hit[0](Request(scope, receive, send))
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return rest_first
 
 
 async def _unknown_path(request: Request) -> Response:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from chainbook.domain.enums import OrderType
 from chainbook.domain.instruments import SymbolSpec
-from chainbook.domain.units import price_str, qty_str, quote_str
 from chainbook.gateway.context import Core
+from chainbook.gateway.numfmt import price_str, qty_str, quote_str
 from chainbook.gateway.render import asset_amount, ms
 
 if TYPE_CHECKING:

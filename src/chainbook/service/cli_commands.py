@@ -94,8 +94,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainbook.app import build_app
+    from chainbook.gateway.rest import direct_rest
     from chainbook.gateway.wsdirect import expose_raw_send
     from chainbook.service.config import ConfigError, load_config, parse_hostport
+    from chainbook.service.gcstats import GC_STATS_ENV
+    from chainbook.service.gcstats import install as install_gc_stats
 
     try:
         config = load_config(args.config)
@@ -112,23 +115,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.fsync = args.fsync
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gc_file = os.environ.get(GC_STATS_ENV)
+    gc_stats = install_gc_stats() if gc_file else None  # the benchmarks' GC pauses
     data = Path(args.data)
     app, comps = build_app(config, data, demo=args.demo)
     # httptools and uvloop named explicitly (both pinned): "auto" falls back silently, and
     # Server.serve() under asyncio.run never installs uvloop (docs/gateway-performance.md).
     # permessage-deflate off: it compresses every frame once per subscriber (Binance's
     # streams do not offer it either). expose_raw_send lets the hub write pre-built
-    # frames straight to the sockets (gateway/wsdirect.py).
+    # frames straight to the sockets (gateway/wsdirect.py); direct_rest calls the REST
+    # endpoints past Starlette's middleware and router (gateway/rest.py).
     uv_config = uvicorn.Config(
-        expose_raw_send(app), host=config.host, port=config.port, log_level="warning",
+        expose_raw_send(direct_rest(app, app.routes)), host=config.host, port=config.port,
+        log_level="warning",
         http="httptools", loop="uvloop", ws="websockets-sansio", ws_per_message_deflate=False,
         lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(uv_config)
-    with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
-        return runner.run(_serve(server, comps, data, config.host))
+    try:
+        with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+            return runner.run(_serve(server, comps, data, config.host))
+    finally:
+        if gc_file and gc_stats is not None:
+            _write_json(Path(gc_file), gc_stats.as_dict())
 
 
 async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
+    from chainbook.app import freeze_heap, freeze_when_chain_ready
     from chainbook.journal.backend import LogError
 
     try:  # before uvicorn, so a start-up failure is one clear line (the lifespan skips it)
@@ -136,6 +148,11 @@ async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
     except (LogError, ValueError, OSError) as exc:
         await comps.stop()
         raise CliError(f"cannot start on {data}: {exc}") from None
+    # the start-up heap out of every later collection (a full one over it stalled every
+    # thread 75-145 ms): now, before uvicorn listens, and once the chain has connected
+    freeze_heap(full=True)
+    freezer = (asyncio.create_task(freeze_when_chain_ready(comps.chain), name="gc-freeze")
+               if comps.chain is not None else None)
     # uvicorn re-raises the signal that stopped it once it is done, into the handler it
     # found: make that a no-op so a graceful stop exits 0 instead of dying by the signal
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +163,8 @@ async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
         await server.serve()  # returns after SIGTERM/SIGINT and the lifespan shutdown
     finally:
         announce.cancel()
+        if freezer is not None:
+            freezer.cancel()
         info.unlink(missing_ok=True)
         await comps.stop()  # already done by the lifespan unless shutdown was forced
         stats_file = os.environ.get(HUB_STATS_ENV)
@@ -279,6 +298,19 @@ def cmd_fund(args: argparse.Namespace) -> int:
 
 def _fund_via_server(data: Path, server: dict[str, Any], account: int, asset: str,
                      amount: str, ext: str) -> dict[str, Any]:
+    reply: dict[str, Any] = admin_request(
+        data, server, "/admin/v1/deposit",
+        {"account": account, "asset": asset, "amount": amount, "external_id": ext},
+        what="the deposit", timeout=30)
+    return reply
+
+
+def admin_request(data: Path, server: dict[str, Any], path: str,
+                  body: dict[str, Any] | None, *, what: str = "the request",
+                  timeout: float = 60) -> Any:
+    """Call the running server's loopback admin endpoint ``path`` (POST with a JSON
+    ``body``, GET without) with the token in ``<data>/admin-token``; its JSON reply, or a
+    CliError saying why not."""
     from chainbook.service.admin import TOKEN_FILE, TOKEN_HEADER
 
     try:
@@ -288,23 +320,21 @@ def _fund_via_server(data: Path, server: dict[str, Any], account: int, asset: st
     host = str(server.get("host", "127.0.0.1"))
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{host}]" if ":" in host else host
-    body = json.dumps({"account": account, "asset": asset, "amount": amount,
-                       "external_id": ext}).encode()
     req = urllib.request.Request(
-        f"http://{shown}:{server['port']}/admin/v1/deposit", data=body, method="POST",
+        f"http://{shown}:{server['port']}{path}",
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json", TOKEN_HEADER: token})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            reply: dict[str, Any] = json.loads(resp.read())
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             msg = json.loads(exc.read()).get("msg", exc.reason)
         except ValueError:
             msg = exc.reason
-        raise CliError(f"the server refused the deposit: {msg}") from None
+        raise CliError(f"the server refused {what}: {msg}") from None
     except OSError as exc:
         raise CliError(f"cannot reach the server at {shown}:{server['port']}: {exc}") from None
-    return reply
 
 
 def _fund_offline(data: Path, config_path: str | None, account: int, asset: str,

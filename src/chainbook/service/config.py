@@ -20,6 +20,7 @@ from chainbook.domain.units import UnitError, amount_units, parse_decimal, price
 from chainbook.journal.backend import FsyncPolicy
 
 MS = 1_000_000  # ns
+LEDGER_MODES = ("process", "thread")  # [ledger] mode: app.py, service/ledgerproc.py
 
 DEFAULT_TOML = """\
 # chainbook serve configuration (the built-in default; chainbook serve --config FILE)
@@ -37,8 +38,9 @@ group = "239.255.42.1"
 port = 31337
 resend_port = 31338        # unicast gap re-send requests
 
-[ledger]                   # the settlement service (SQL ledger), run inside serve
+[ledger]                   # the settlement service (SQL ledger), run by serve
 enabled = true
+mode = "process"           # process: a child process serve supervises | thread: in serve
 url = ""                   # SQLAlchemy URL; "" = sqlite:///<data>/ledger.sqlite
 
 [rate_limits]              # per API key (orders) and per IP (request weight)
@@ -148,6 +150,7 @@ class Config:
     multicast_port: int = 31337
     multicast_resend_port: int = 31338
     ledger: bool = True
+    ledger_mode: str = "process"  # "process" (a child of serve) | "thread" (inside serve)
     ledger_url: str = ""  # "" = the embedded SQLite file in the data directory
     chain: ChainConfig = field(default_factory=ChainConfig)  # [chain], chain/settings.py
     rate_limits: dict[str, int] = field(default_factory=lambda: {
@@ -319,11 +322,15 @@ def _multicast(cfg: Config, t: dict[str, Any], source: str) -> None:
 
 def _ledger(cfg: Config, t: dict[str, Any], source: str) -> None:
     where = f"{source}: [ledger]"
-    _known(t, {"enabled", "url"}, where)
+    _known(t, {"enabled", "mode", "url"}, where)
     enabled = t.get("enabled", cfg.ledger)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where} enabled: true or false")
     cfg.ledger = enabled
+    mode = t.get("mode", cfg.ledger_mode)
+    if mode not in LEDGER_MODES:
+        raise ConfigError(f"{where} mode: \"process\" or \"thread\" (not {mode!r})")
+    cfg.ledger_mode = mode
     url = t.get("url", cfg.ledger_url)
     if not isinstance(url, str):
         raise ConfigError(f"{where} url: a SQLAlchemy URL string")

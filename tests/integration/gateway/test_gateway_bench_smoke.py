@@ -17,6 +17,9 @@ def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(out["latency_ms"]) >= {"p50", "p99", "p999"}
     assert out["new_latency_ms"]["n"] == out["cancel_latency_ms"]["n"] == 100
     assert out["server_exit"] == 0
+    # serve froze its start-up heap (app.freeze_heap) and reported its GC pauses
+    assert out["server_gc"]["frozen_objects"] > 10_000
+    assert isinstance(out["server_gc"]["long_pauses_ms"], list)
 
 
 def test_fanout_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:

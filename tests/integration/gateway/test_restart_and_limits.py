@@ -49,11 +49,17 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         a, b = ccxt_client(srv, "demo1"), ccxt_client(srv, "demo2")
         a.create_order(BTC, "limit", "sell", 0.004, 30000.0)
         b.create_order(BTC, "limit", "buy", 0.001, 30000.0)
-        b.create_order(BTC, "market", "buy", 0.001)
+        market = b.create_order(BTC, "market", "buy", 0.001)
         resting = b.create_order(BTC, "limit", "buy", 0.003, 29950.0)
         gone = a.create_order(BTC, "limit", "sell", 0.001, 30100.0)
         a.cancel_order(gone["id"], BTC)
         a.create_order("ETH/USDT", "limit", "sell", 0.5, 2000.0)
+        # settlementStatus is part of the state: let the ledger (a child process) settle
+        # the last trade first, as the restarted server's ledger will have
+        deadline = time.monotonic() + 15
+        while b.fetch_order(market["id"], BTC)["info"]["settlementStatus"] != "SETTLED":
+            assert time.monotonic() < deadline, "the ledger never settled the last trade"
+            time.sleep(0.02)
         before = _state(srv)
     finally:
         code = stop_server(srv)

@@ -117,6 +117,9 @@ class Recorder:
     def publish(self, stream: str, payload: Any) -> None:
         self.streams.append((stream, payload))
 
+    def wants_user(self, account: int) -> bool:
+        return True  # records every account's user data
+
     def publish_user(self, account: int, payload: dict[str, Any]) -> None:
         self.user.append((account, payload))
 

@@ -4,7 +4,8 @@
 starts its own ``chainbook serve --demo`` (see ``rest_bench.start_server``), connects the
 subscribers on ``/ws/btcusdt@trade`` (spread over ``--procs`` processes, no
 compression; ``--client raw``, the default: plain sockets read by one epoll loop per
-process, a receipt costs a ``recv`` and a header parse; ``--client websockets``: the
+process, a receipt costs a ``recv_into``, a clock read and an append, frames are parsed
+after the run and the subscribers' GC is off; ``--client websockets``: the
 ``websockets`` library on asyncio, ~50 µs of client CPU a message, which on a small
 machine delays the stamps more than the server does) and then a producer makes
 ``--trades`` trades at ``--rate`` per second: demo2 rests an ask, demo1 crosses it with
@@ -20,7 +21,14 @@ Latencies per (trade, subscriber), in ms, p50/p99/max:
   published just before the reply is written (docs/serve.md), so this approximates
   trade-to-receipt and can be slightly negative;
 * ``from_event_time``: receipt - the payload's ``E`` (server event time, ms resolution);
-* ``spread``: receipt - the first subscriber's receipt of the same trade.
+* ``spread``: receipt - the first subscriber's receipt of the same trade;
+* ``first_from_event_time`` (per trade): the first subscriber's receipt - ``E``.  It is
+  ~4 ms at 1,000 subscribers because uvloop queues small transport writes until the end
+  of the event-loop iteration, i.e. after the whole publish loop (~3 ms of Python).
+  Writing each frame at once (``os.write`` when the transport buffer is empty) was
+  measured in session 4: the first receipt fell to 0.6 ms but the fan-out then took
+  12-15 ms of wall time (each loopback write wakes a subscriber on a 2-core machine)
+  and p99 rose to 33-75 ms, so the transport's batching stays.
 
 ``missing`` counts (trade, subscriber) pairs never delivered; the CPU seconds of the
 server (during the trades) and of the subscriber processes (whole life, connecting
@@ -39,10 +47,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import multiprocessing as mp
 import os
-import selectors
+import select
 import socket
 import sys
 import tempfile
@@ -119,43 +128,58 @@ def _frames(buf: bytearray, ns: int, out: list[tuple[int, bytes]], sock: socket.
 
 
 def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
-    """Subscribers on plain non-blocking sockets and one epoll loop: a receipt costs a
-    ``recv`` and a header parse, so the clients' own CPU hardly delays the stamps."""
+    """Subscribers on plain non-blocking sockets and one epoll loop.  A receipt costs a
+    ``recv_into`` a reused buffer, a clock read and an append; frames are parsed after
+    the run (pings, which need an answer, are rare and handled at once), so the
+    clients' own CPU hardly delays the stamps."""
+    gc.disable()  # ~100k stamped chunks pile up: no collections in the middle of a fan-out
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    socks, bufs = [], []
-    received: list[list[tuple[int, bytes]]] = [[] for _ in range(count)]
+    socks: dict[int, socket.socket] = {}
+    chunks: list[tuple[int, int, bytes]] = []  # (fd, receipt ns, bytes), in arrival order
     for _ in range(count):
         sock, rest = _handshake(host, port, parts.path)
-        socks.append(sock)
-        bufs.append(rest)
-    sel = selectors.DefaultSelector()
-    for i, sock in enumerate(socks):
-        sel.register(sock, selectors.EVENT_READ, i)
-    sel.register(conn.fileno(), selectors.EVENT_READ, -1)
+        socks[sock.fileno()] = sock
+        if rest:
+            chunks.append((sock.fileno(), time.time_ns(), bytes(rest)))
+    ep = select.epoll()
+    for fd in socks:
+        ep.register(fd, select.EPOLLIN)
+    stop_fd = conn.fileno()
+    ep.register(stop_fd, select.EPOLLIN)
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
+    now, add = time.time_ns, chunks.append
     conn.send(("ready", count))
     running = True
     while running:
-        for key, _ in sel.select():
-            i = key.data
-            if i < 0:
-                running = False  # "stop"
+        for fd, _ in ep.poll():
+            if fd == stop_fd:
+                running = False
                 continue
-            ns = time.time_ns()
+            sock = socks[fd]
             try:
-                data = socks[i].recv(1 << 18)
+                n = sock.recv_into(buf)
             except BlockingIOError:
                 continue
-            if not data:
-                sel.unregister(socks[i])
+            if not n:
+                ep.unregister(fd)
                 continue
-            buf = bufs[i]
-            buf += data
-            _frames(buf, ns, received[i], socks[i])
+            ns = now()
+            if buf[0] & 0x0F == 9 and n == 2 + (buf[1] & 0x7F) < 128:  # a lone ping
+                sock.sendall(bytes((0x8A, 0x80 | (n - 2))) + b"\0\0\0\0" + view[2:n])
+                continue
+            add((fd, ns, bytes(view[:n])))
     conn.recv()
-    for sock in socks:
+    ep.close()
+    received: dict[int, list[tuple[int, bytes]]] = {fd: [] for fd in socks}
+    pending = {fd: bytearray() for fd in socks}
+    for fd, ns, data in chunks:
+        pending[fd] += data
+        _frames(pending[fd], ns, received[fd], socks[fd])
+    for sock in socks.values():
         sock.close()
-    conn.send((_stamps(received), cpu_seconds()))
+    conn.send((_stamps(list(received.values())), cpu_seconds()))
     conn.close()
 
 
@@ -284,7 +308,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
             p.join(10)
             if p.is_alive():
                 p.kill()
-    from_send, from_ack, from_e, spread = [], [], [], []
+    from_send, from_ack, from_e, spread, first_e = [], [], [], [], []
     delivered = 0
     for tid, (sent, acked) in times.items():
         rows = stamps.get(tid, [])
@@ -292,6 +316,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
         if not rows:
             continue
         first = min(ns for ns, _ in rows)
+        first_e.append(first / 1e6 - rows[0][1])
         for ns, e_ms in rows:
             from_send.append((ns - sent) / 1e6)
             from_ack.append((ns - acked) / 1e6)
@@ -301,6 +326,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
             "missing": connected * len(times) - delivered,
             "from_send_ms": _stats(from_send), "from_ack_ms": _stats(from_ack),
             "from_event_time_ms": _stats(from_e), "spread_ms": _stats(spread),
+            "first_from_event_time_ms": _stats(first_e),
             "elapsed_s": round(elapsed, 2), "server_cpu_s": round(server_cpu, 2),
             "subscribers_cpu_s": round(subscriber_cpu, 2)}
 

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from chainbook.service.spawn import spawn_serve, stop_process
 
 CMD = [sys.executable, "-m", "chainbook"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -33,20 +34,13 @@ class Server:
 
     def __init__(self, data: Path, log: Path) -> None:
         self.data = data
-        self.out = open(log.with_suffix(".out"), "w")  # noqa: SIM115 - closed in stop()
-        self.err = open(log.with_suffix(".err"), "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [*CMD, "serve", "--demo", "--data", str(data), "--port", "0"],
-            stdout=self.out, stderr=self.err, env=ENV)
         self.log = log
-        deadline = time.monotonic() + 60
-        info = data / "serve.json"
-        while not info.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"serve did not start: {self.stderr()}")
-            time.sleep(0.05)
-        self.port = json.loads(info.read_text())["port"]
+        try:
+            self.proc, meta = spawn_serve(["--demo", "--port", "0"], data,
+                                          (log.with_suffix(".out"), log.with_suffix(".err")))
+        except RuntimeError as exc:
+            pytest.fail(f"serve did not start: {exc}")
+        self.port = meta["port"]
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
     def stderr(self) -> str:
@@ -68,18 +62,9 @@ class Server:
         return {b["asset"]: b["free"] for b in r.json()["balances"]}
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if hasattr(self, "http"):
-            self.http.close()
-        self.out.close()
-        self.err.close()
-        return self.proc.returncode
+        code = stop_process(self.proc, 30)
+        self.http.close()
+        return code
 
 
 def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:

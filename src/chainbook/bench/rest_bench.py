@@ -28,7 +28,6 @@ import os
 import random
 import re
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 
 from chainbook.service.config import DEFAULT_TOML
 from chainbook.service.gcstats import GC_STATS_ENV
+from chainbook.service.spawn import spawn_serve, stop_process
 
 START_TIMEOUT_S = 60.0
 RECV_WINDOW = 60_000
@@ -97,45 +97,20 @@ def start_server(fsync: str = "every", data: str | None = None,
     config = root / "bench.toml"
     config.write_text(bench_config(fsync))
     log = root / "serve.log"
-    prof = ["-m", "cProfile", "-o", profile] if profile else []
-    cmd = [sys.executable, *prof, "-m", "chainbook", "serve", "--demo", "--config", str(config),
-           "--data", str(root / "data"), "--host", "127.0.0.1", "--port", "0"]
-    info = root / "data" / "serve.json"
-    info.unlink(missing_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env} if env else None)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chainbook serve exited with {proc.returncode}; see {log}")
-        try:
-            meta = json.loads(info.read_text())
-            if meta.get("pid") == proc.pid:
-                break
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"chainbook serve did not start in {START_TIMEOUT_S} s")
-        time.sleep(0.05)
+    proc, meta = spawn_serve(
+        ["--demo", "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
+        root / "data", log, env=env, timeout=START_TIMEOUT_S,
+        python_args=["-m", "cProfile", "-o", profile] if profile else ())
     accounts = json.loads((root / "data" / "demo-accounts.json").read_text())
     return LiveServer(proc, meta["host"], int(meta["port"]), accounts, log, tmp)
 
 
 def stop_server(srv: LiveServer) -> int:
     """SIGTERM the server, SIGKILL after 15 s; remove its temp dir; return its status."""
-    if srv.proc.poll() is None:
-        srv.proc.send_signal(signal.SIGTERM)
-        try:
-            srv.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            srv.proc.kill()
-            srv.proc.wait()
+    status = stop_process(srv.proc, 15)
     if srv.tmp is not None:
         srv.tmp.cleanup()
-    return srv.proc.returncode
+    return status
 
 
 def cpu_seconds(pid: int | None = None) -> float:

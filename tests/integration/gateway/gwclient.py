@@ -15,11 +15,8 @@ import copy
 import hashlib
 import hmac
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import warnings
@@ -40,6 +37,7 @@ with warnings.catch_warnings():  # python-binance 1.0.37 imports websockets' leg
     from binance.ws.streams import BinanceSocketManager
 
 from chainbook.service.config import DEFAULT_TOML
+from chainbook.service.spawn import spawn_serve, stop_process
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "ETHBTC")
 FEE_BPS = 10  # maker and taker fee of the built-in symbols, charged in the quote asset
@@ -112,33 +110,10 @@ def start_server(data: Path, *extra: str, demo: bool = True,
     data.mkdir(parents=True, exist_ok=True)
     config = data.parent / f"{data.name}.toml"
     config.write_text(config_text(**(rate_limits or GENEROUS_LIMITS)))
-    extra = ("--config", str(config), *extra)
-    info = data / "serve.json"
-    info.unlink(missing_ok=True)  # a stale file from a previous run must not fool us
     log = data.parent / f"{data.name}-serve.log"
-    cmd = [sys.executable, "-m", "chainbook", "serve", "--data", str(data),
-           "--host", "127.0.0.1", "--port", "0", *extra]
-    if demo:
-        cmd.insert(4, "--demo")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chainbook serve exited with {proc.returncode}:\n"
-                               f"{log.read_text(errors='replace')[-4000:]}")
-        try:
-            meta = json.loads(info.read_text())
-            if meta.get("pid") == proc.pid:
-                break
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            _kill(proc)
-            raise RuntimeError(f"chainbook serve wrote no {info} within {START_TIMEOUT} s:\n"
-                               f"{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.05)
+    args = [*(["--demo"] if demo else []), "--host", "127.0.0.1", "--port", "0",
+            "--config", str(config), *extra]
+    proc, meta = spawn_serve(args, data, log, timeout=START_TIMEOUT)
     srv = Server(data, proc, meta["host"], int(meta["port"]), log)
     if demo:
         for entry in json.loads((data / "demo-accounts.json").read_text()):
@@ -147,22 +122,9 @@ def start_server(data: Path, *extra: str, demo: bool = True,
     return srv
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
-
-
 def stop_server(srv: Server) -> int:
     """SIGTERM, wait, SIGKILL if it hangs; return the exit status (negative if killed)."""
-    if srv.proc.poll() is None:
-        srv.proc.send_signal(signal.SIGTERM)
-        try:
-            srv.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _kill(srv.proc)
-            return -9
-    return srv.proc.returncode
+    return stop_process(srv.proc, STOP_TIMEOUT)
 
 
 # --- ccxt and ccxt.pro ---------------------------------------------------------------

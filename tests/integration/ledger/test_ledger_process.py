@@ -30,6 +30,7 @@ import pytest
 
 from chainbook.ledger.source import JournalTail
 from chainbook.service.config import DEFAULT_TOML
+from chainbook.service.spawn import spawn_serve, stop_process
 
 CMD = [sys.executable, "-m", "chainbook"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -62,23 +63,11 @@ class Server:
         cfg = tmp / "serve.toml"
         cfg.write_text(config)
         self.logfile = tmp / "serve.log"
-        with open(self.logfile, "ab") as out:
-            self.proc = subprocess.Popen(
-                [*CMD, "serve", "--demo", "--config", str(cfg), "--data", str(self.data),
-                 "--port", "0"], stdout=out, stderr=subprocess.STDOUT, env=ENV)
-        info = self.data / "serve.json"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                meta = json.loads(info.read_text())
-                if meta.get("pid") == self.proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"serve did not start:\n{self.log()}")
-            time.sleep(0.05)
+        try:
+            self.proc, meta = spawn_serve(["--demo", "--config", str(cfg), "--port", "0"],
+                                          self.data, self.logfile)
+        except RuntimeError as exc:
+            pytest.fail(f"serve did not start: {exc}")
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{meta['port']}", timeout=10)
         self.keys = {d["name"]: d for d in
                      json.loads((self.data / "demo-accounts.json").read_text())}
@@ -137,14 +126,11 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self.ledger_children()  # remembered, so that kill() can end them
+        code = stop_process(self.proc, timeout, sig)
         if hasattr(self, "http"):
             self.http.close()
-        return int(self.proc.returncode)
+        return code
 
     def kill(self) -> None:
         if hasattr(self, "http"):

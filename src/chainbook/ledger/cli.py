@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -29,6 +30,7 @@ from chainbook.ledger.service import LedgerService
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_S = 0.5  # the os.getppid() fallback where prctl is not available
 SIGNAL_POLL_S = 0.1  # how soon the main thread acts on a recorded signal
+FORCE_AFTER_S = 1.0  # a signal this long after the stop began exits without waiting
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,7 +122,17 @@ def _run(args: argparse.Namespace, url: str) -> int:
         while worker.is_alive() and not received and not parent_gone.is_set():
             worker.join(SIGNAL_POLL_S)
         svc.stop()  # the worker commits the batches in flight and returns
-        worker.join()
+        # a database that hangs would keep us here: a signal that comes FORCE_AFTER_S or
+        # more after the stop began exits at once (the open transaction is rolled back,
+        # the next run resumes at the stored seq); a burst of signals is one request
+        seen, began = len(received), time.monotonic()
+        while worker.is_alive():
+            worker.join(SIGNAL_POLL_S)
+            if len(received) > seen:
+                if time.monotonic() - began >= FORCE_AFTER_S:
+                    logging.error("ledger: signalled again while stopping, exiting now")
+                    os._exit(1)
+                seen = len(received)
     finally:
         svc.close()
     if failed:

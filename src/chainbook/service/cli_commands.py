@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 DEFAULT_DATA = "chainbook-data"
@@ -143,20 +144,34 @@ async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
     from chainbook.app import freeze_heap, freeze_when_chain_ready
     from chainbook.journal.backend import LogError
 
+    stop_requested: list[int] = []
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        # records only (no locks, no I/O: it may run inside any code, ledger/cli.py);
+        # installed before start-up, which can take long (recovery), so a SIGTERM or
+        # SIGINT then still ends in an orderly stop.  uvicorn installs its own handlers
+        # while it serves, and re-raises the signal into this one when it is done.
+        stop_requested.append(signum)
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
     try:  # before uvicorn, so a start-up failure is one clear line (the lifespan skips it)
         await comps.start()
     except (LogError, ValueError, OSError) as exc:
         await comps.stop()
         raise CliError(f"cannot start on {data}: {exc}") from None
+    except BaseException:  # cancelled, interrupted: whatever started is stopped in order
+        await comps.stop()
+        raise
+    if stop_requested:
+        await comps.stop()
+        return 0
     # the start-up heap out of every later collection (a full one over it stalled every
     # thread 75-145 ms): now, before uvicorn listens, and once the chain has connected
     freeze_heap(full=True)
     freezer = (asyncio.create_task(freeze_when_chain_ready(comps.chain), name="gc-freeze")
                if comps.chain is not None else None)
-    # uvicorn re-raises the signal that stopped it once it is done, into the handler it
-    # found: make that a no-op so a graceful stop exits 0 instead of dying by the signal
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
     info = data / SERVE_FILE
     announce = asyncio.create_task(_announce(server, info, data, host))
     try:

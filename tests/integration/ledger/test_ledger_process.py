@@ -298,3 +298,29 @@ def test_process_mode_on_postgresql(tmp_path: Path, started: list[Server],
     assert not (srv.data / "ledger.sqlite").exists()  # the ledger is in PostgreSQL
     assert srv.stop() == 0, srv.log()
     assert not alive(child)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_stops_serve_in_order(tmp_path: Path, sig: int) -> None:
+    """SIGTERM/SIGINT while serve is still starting (its ledger child is up, uvicorn not
+    yet listening, or just listening): exit 0, the child stopped, no serve.json left."""
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(config_text(mode="process"))
+    data = tmp_path / "data"
+    with open(tmp_path / "serve.log", "ab") as out:
+        proc = subprocess.Popen(
+            [*CMD, "serve", "--demo", "--config", str(cfg), "--data", str(data),
+             "--port", "0"], stdout=out, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        [child] = wait_for(lambda: ledger_children(proc.pid), 60, "a ledger child")
+        proc.send_signal(sig)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    wait_for(lambda: not alive(child), 10, f"ledger child {child} exiting")
+    assert not (data / "serve.json").exists()

@@ -172,6 +172,24 @@ class Engine:
             self._resume(sym, ev)
         return sym
 
+    def _trading_symbol(self, name: str, account: int, client_id: str | None, kind: int,
+                        ts: int, ev: list[Event]) -> SymbolState | None:
+        """The symbol an order for ``account`` may enter now, or None with the reject
+        event appended (unknown symbol, not trading, account blocked)."""
+        sym = self.symbols.get(name)
+        if sym is None:
+            self._reject(ev, account, Reject.UNKNOWN_SYMBOL, client_id, kind)
+            return None
+        if sym.until_ts and ts >= sym.until_ts:
+            self._resume(sym, ev)
+        if sym.status != _TRADING:
+            self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, client_id, kind)
+        elif self.blocked and account in self.blocked:
+            self._reject(ev, account, Reject.ACCOUNT_BLOCKED, client_id, kind)
+        else:
+            return sym
+        return None
+
     def _resume(self, sym: SymbolState, ev: list[Event]) -> None:
         """End a circuit-breaker cooldown: the symbol trades again."""
         sym.until_ts = 0
@@ -239,15 +257,9 @@ class Engine:
 
     def _place(self, cmd: C.PlaceOrder, ts: int, ev: list[Event]) -> None:
         account = cmd.account
-        sym = self.symbols.get(cmd.symbol)
+        sym = self._trading_symbol(cmd.symbol, account, cmd.client_id, 1, ts, ev)
         if sym is None:
-            return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 1)
-        if sym.until_ts and ts >= sym.until_ts:
-            self._resume(sym, ev)
-        if sym.status != _TRADING:
-            return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 1)
-        if self.blocked and account in self.blocked:
-            return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 1)
+            return None
         side: int = cmd.side
         kind: int = cmd.type
         tif: int = cmd.tif
@@ -554,15 +566,9 @@ class Engine:
 
     def _amend(self, cmd: C.AmendOrder, ts: int, ev: list[Event]) -> None:
         account = cmd.account
-        sym = self.symbols.get(cmd.symbol)
+        sym = self._trading_symbol(cmd.symbol, account, cmd.client_id, 4, ts, ev)
         if sym is None:
-            return self._reject(ev, account, Reject.UNKNOWN_SYMBOL, cmd.client_id, 4)
-        if sym.until_ts and ts >= sym.until_ts:
-            self._resume(sym, ev)
-        if sym.status != _TRADING:
-            return self._reject(ev, account, Reject.SYMBOL_NOT_TRADING, cmd.client_id, 4)
-        if self.blocked and account in self.blocked:
-            return self._reject(ev, account, Reject.ACCOUNT_BLOCKED, cmd.client_id, 4)
+            return None
         oid = cmd.order_id
         if oid is None and cmd.client_id is not None:
             oid = sym.client_id_of(account, cmd.client_id)

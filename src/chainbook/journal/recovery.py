@@ -22,6 +22,7 @@ the command log after it, and rewrite the events the journal is missing.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -57,6 +58,8 @@ from chainbook.journal.snapshot import (
 # counted as an allocation; msgpack encodes it exactly like the list.
 
 _EVENT_FLUSH = 10_000  # regenerated events are written in runs of this many commands
+
+log = logging.getLogger(__name__)
 
 
 class JournalLocked(LogError):
@@ -138,7 +141,12 @@ class DurableEngine:
     segments are checked when replay or a reader reads them); ``events``
     keeps the event journal; ``snapshot_mode`` is "fork" or "inline"; ``command_log`` /
     ``event_log`` plug in another ``LogBackend`` (e.g. JetStream) instead of the segment
-    files.  Not thread-safe: one thread submits, commits and snapshots."""
+    files.  Not thread-safe: one thread submits, commits and snapshots.
+
+    A forked snapshot is checked on without blocking by ``poll_snapshot`` (the owner
+    calls it after each batch; ``snapshot`` and ``close`` call it too): a finished writer
+    is reaped at once, a success logged at INFO, a failure logged once at ERROR and
+    counted in ``snapshot_failures`` (with snapshots that could not even start)."""
 
     def __init__(
         self,
@@ -165,6 +173,8 @@ class DurableEngine:
         self._lock_fd = _lock(self.dir / "LOCK", lock_timeout)
         self._failed: BaseException | None = None
         self._closed = False
+        self.snapshot_failures = 0  # snapshots that failed (to start or to be written)
+        self.snapshots_written = 0
         try:
             self.commands: LogBackend = command_log or SegmentLog(
                 self.dir / "commands", RecordType.COMMAND, segment_bytes=segment_bytes,
@@ -177,8 +187,8 @@ class DurableEngine:
                     self.dir / "events", RecordType.EVENTS, segment_bytes=segment_bytes,
                     fsync=FsyncPolicy.OFF, verify=verify_log)
             self.store = SnapshotStore(self.dir / "snapshots", keep=keep_snapshots)
-            self.writer = SnapshotWriter(self.store, snapshot_mode,
-                                         close_in_child=(self._lock_fd,))
+            # a forked writer closes every inherited fd (the LOCK too) but its pipe
+            self.writer = SnapshotWriter(self.store, snapshot_mode)
             self.report = RecoveryReport()
             self.engine = self._recover(book_factory, verify_import)
             self.report.seconds = time.perf_counter() - t0
@@ -345,14 +355,49 @@ class DurableEngine:
         Everything applied is synced first, so a snapshot is never ahead of the logs."""
         if self._failed is not None:
             raise EngineFailure("an earlier command broke the engine; reopen to recover")
+        self.poll_snapshot()  # report the previous one before starting another
         if self.writer.busy:
             return None
         self.sync()
         if self.events is not None:
             self.events.sync()
-        job = self.writer.start(self.engine)
+        try:
+            job = self.writer.start(self.engine)
+        except (OSError, RuntimeError):  # fork failed, or an inline write did
+            self.snapshot_failures += 1
+            raise
         if wait:
-            job.wait()
+            try:
+                job.wait()
+            finally:
+                self.poll_snapshot()
+        return job
+
+    @property
+    def snapshot_pending(self) -> bool:
+        """True while the last snapshot's outcome has not been reported by
+        ``poll_snapshot`` (it may be running or finished)."""
+        job = self.writer.job
+        return job is not None and not job.reported
+
+    def poll_snapshot(self) -> SnapshotJob | None:
+        """Non-blocking: if the last snapshot finished since the last call, reap its
+        writer, log the outcome (a failure at ERROR, counted in ``snapshot_failures``)
+        and return the job; else None.  Cheap enough to call after every batch: one
+        ``waitpid(WNOHANG)`` while a writer runs, nothing otherwise."""
+        job = self.writer.reap()
+        if job is None:
+            return None
+        if job.info is not None:
+            self.snapshots_written += 1
+            log.info("snapshot at seq %d written: %s, %d bytes, %.3f s (fork %.3f s)",
+                     job.seq, job.info.path, job.info.size, job.info.seconds,
+                     job.fork_seconds)
+        else:
+            self.snapshot_failures += 1
+            log.error("snapshot at seq %d failed (the log still has everything; %d "
+                      "snapshot failures so far): %s", job.seq, self.snapshot_failures,
+                      job.error)
         return job
 
     # --- shutdown --------------------------------------------------------------------
@@ -372,8 +417,15 @@ class DurableEngine:
             if job is not None and not job.done:
                 try:
                     job.wait(snapshot_timeout)
-                except (RuntimeError, TimeoutError):
+                except TimeoutError:
+                    log.warning("snapshot at seq %d still being written after %s s; "
+                                "closing without it", job.seq, snapshot_timeout)
+                except RuntimeError:
                     pass  # a failed snapshot loses nothing: the log has it all
+            try:
+                self.poll_snapshot()  # reports the outcome (once) if not reported yet
+            except OSError:
+                log.exception("reaping the snapshot writer failed")
             try:
                 self.commit()  # after an engine failure too: the poison command is gone
             except (LogError, EngineFailure):

@@ -13,7 +13,10 @@ the header's hash; any failure raises ``CorruptSnapshotError``.
 ``SnapshotWriter`` writes without stopping matching for long: by default it forks, the
 child encodes and writes its copy-on-write view of the state, and the parent only pays
 the fork.  The child dies with its parent (``PR_SET_PDEATHSIG``), so a writer never
-outlives the process that owns the directory.  ``mode="inline"`` writes synchronously.
+outlives the process that owns the directory, and it first closes every file descriptor
+it inherited except 0-2 and the pipe it reports through: it must not keep the parent's
+sockets, pipes or the directory's LOCK open while it writes.  ``mode="inline"`` writes
+synchronously.
 """
 
 from __future__ import annotations
@@ -188,6 +191,17 @@ class SnapshotStore:
 _PR_SET_PDEATHSIG = 1
 
 
+def _close_inherited_fds(keep: int) -> None:
+    """Close every file descriptor but 0, 1, 2 and ``keep``.
+
+    CPython's ``os.closerange`` is one ``close_range`` system call on Linux >= 5.9 with
+    a glibc that has it, whatever the upper bound; elsewhere it closes one by one."""
+    top = max(os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 0, 65536, keep + 1)
+    if keep > 2:
+        os.closerange(3, keep)
+    os.closerange(max(3, keep + 1), top)
+
+
 def _die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
     try:
@@ -200,7 +214,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 class SnapshotJob:
-    """One snapshot being written; ``poll``/``wait`` for its ``SnapshotInfo``."""
+    """One snapshot being written; ``poll``/``wait`` for its ``SnapshotInfo``.
+
+    ``poll`` never blocks: once the writer has exited it reaps it (no zombie) and closes
+    the pipe.  ``reported`` is for the owner: ``SnapshotWriter.reap`` sets it when it
+    hands the finished job out, so an outcome is reported once."""
 
     def __init__(self, seq: int, pid: int = 0, rfd: int = -1,
                  info: SnapshotInfo | None = None, error: str | None = None) -> None:
@@ -210,13 +228,18 @@ class SnapshotJob:
         self.info = info
         self.error = error
         self.done = pid == 0
+        self.reported = False
         self.fork_seconds = 0.0  # what the parent paid
 
     def poll(self) -> bool:
         """Reap the writer if it finished; return True once done (ok or failed)."""
         if self.done:
             return True
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # someone else reaped it: judge by what it reported
+            self._finish(None)
+            return True
         if pid == 0:
             return False
         self._finish(status)
@@ -233,41 +256,64 @@ class SnapshotJob:
             raise RuntimeError(f"snapshot {self.seq} failed: {self.error}")
         return self.info
 
-    def _finish(self, status: int) -> None:
+    def _finish(self, status: int | None) -> None:
+        """Read the writer's report; ``status`` is None if its exit status is lost."""
         self.done = True
         chunks = []
-        while True:
-            chunk = os.read(self._rfd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(self._rfd)
+        try:
+            while True:
+                chunk = os.read(self._rfd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(self._rfd)
         raw = b"".join(chunks)
-        code = os.waitstatus_to_exitcode(status)
-        if code == 0 and raw:
-            self.info = msgspec.json.decode(raw, type=SnapshotInfo)
+        code = None if status is None else os.waitstatus_to_exitcode(status)
+        if code in (0, None) and raw:
+            try:
+                self.info = msgspec.json.decode(raw, type=SnapshotInfo)
+                return
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # an error message (or garbage): reported below
+        if raw:
+            self.error = raw.decode(errors="replace")
+        elif code is None:
+            self.error = "writer was reaped elsewhere and reported nothing"
+        elif code < 0:
+            self.error = f"writer killed by signal {-code}"
         else:
-            self.error = raw.decode(errors="replace") or f"writer exited with {code}"
+            self.error = f"writer exited with {code} and reported nothing"
 
 
 class SnapshotWriter:
-    """Start snapshot writes: in a forked child (default) or inline; one at a time."""
+    """Start snapshot writes: in a forked child (default) or inline; one at a time.
 
-    def __init__(self, store: SnapshotStore, mode: str = "fork",
-                 close_in_child: tuple[int, ...] = ()) -> None:
+    A forked child closes every inherited file descriptor but 0-2 and its report pipe
+    before it does anything else."""
+
+    def __init__(self, store: SnapshotStore, mode: str = "fork") -> None:
         if mode not in ("fork", "inline"):
             raise ValueError("mode is 'fork' or 'inline'")
         if mode == "fork" and not hasattr(os, "fork"):
             mode = "inline"
         self.store = store
         self.mode = mode
-        self.close_in_child = close_in_child
         self.job: SnapshotJob | None = None
 
     @property
     def busy(self) -> bool:
         """True while a forked writer is still running."""
         return self.job is not None and not self.job.poll()
+
+    def reap(self) -> SnapshotJob | None:
+        """Non-blocking: the last job if it has finished (reaped, ok or failed) and was
+        not handed out by ``reap`` before; else None.  Each job is handed out once."""
+        job = self.job
+        if job is None or job.reported or not job.poll():
+            return None
+        job.reported = True
+        return job
 
     def start(self, engine: Engine) -> SnapshotJob:
         """Snapshot ``engine`` as of its ``last_seq``. Raise RuntimeError if one is running.
@@ -294,9 +340,9 @@ class SnapshotWriter:
     def _child(self, engine: Engine, parent: int, rfd: int, wfd: int) -> None:
         code = 1
         try:
-            os.close(rfd)
-            for fd in self.close_in_child:
-                os.close(fd)
+            # first of all: drop the parent's sockets, pipes, LOCK (and ``rfd``) so that
+            # nothing the parent closes stays open here while the snapshot is written
+            _close_inherited_fds(wfd)
             _die_with_parent(parent)
             gc.disable()  # a collection would touch (and copy) pages for nothing
             info = self.store.write(export_state(engine))

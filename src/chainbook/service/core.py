@@ -40,6 +40,7 @@ CoreListener = Callable[[list[Applied]], None]
 """``fn(batch)``: called on the core thread right after each commit; must be cheap."""
 
 _HISTORY_CHUNK = 4096
+_SNAPSHOT_POLL = 0.05  # s: how often an idle core checks on a running snapshot writer
 
 
 class CoreUnavailable(RuntimeError):
@@ -248,8 +249,14 @@ class CoreService:
         q, cap = self._queue, self._max_batch
         stop = False
         while not stop:
+            if self._waiting:
+                timeout: float | None = self._interval
+            else:  # idle: wake up to reap a finished snapshot writer and report it
+                de = self._de
+                timeout = (_SNAPSHOT_POLL if de is not None and self._failure is None
+                           and de.snapshot_pending else None)
             try:
-                first = q.get(timeout=self._interval if self._waiting else None)
+                first = q.get(timeout=timeout)
             except queue.Empty:
                 first = None
             items: list[_Item] = []
@@ -266,6 +273,9 @@ class CoreService:
                     first = q.get_nowait()
                 except queue.Empty:
                     first = None
+            if not items and not stop and not self._waiting:
+                self._maybe_snapshot()  # an idle wake-up: only check on the writer
+                continue
             self._process(items, final=stop)
         de = self._de
         if de is not None:
@@ -344,10 +354,18 @@ class CoreService:
             loop.call_soon_threadsafe(self._deliver, batch, done)
 
     def _maybe_snapshot(self) -> None:
+        de = self._de
+        if de is None:
+            return
+        try:
+            # reap a finished writer at once (no zombie, no open pipe) and log/count its
+            # outcome: a failed snapshot must not go unnoticed until the next attempt
+            de.poll_snapshot()
+        except OSError as exc:
+            log.error("checking on the snapshot writer failed: %s", exc)
         if not self._snapshot_every or self._since_snapshot < self._snapshot_every:
             return
-        de = self._de
-        if de is None or self._failure is not None:
+        if self._failure is not None:
             return
         try:
             job = de.snapshot()

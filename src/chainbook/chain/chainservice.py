@@ -7,8 +7,12 @@ the core and stops it before the core.  The worker thread connects the client (t
 embedded EVM by default: Settlement and the TestTokens are deployed at every start, the
 chain being new), then every ``step_ms`` runs the queued jobs (faucet), releases settled
 trades to the settler, and steps the deposit watcher, the withdrawal processor and the
-settler; an exception is logged and the loop goes on.  Core commands go through
-``core.submit`` on the event loop (``corebridge.loop_submitter``).
+settler; an exception in any of these is logged, kept in ``last_error`` and the loop goes
+on (the failed part is retried at the next period).  Trades leave the in-memory queue only
+once the settler took them, and a batch the settler cut but could not record (its SQLite
+store locked, the disk full) is kept and recorded first at the next attempt
+(``ChainSettler._prepare``), so a failed write loses and repeats no trade.  Core commands go
+through ``core.submit`` on the event loop (``corebridge.loop_submitter``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class ChainService:
         self.processor: Any = None
         self.settler: Any = None
         self.last_error: str | None = None
+        self._failing: dict[str, str] = {}  # part -> its failure last logged
         self._trades: collections.deque[tuple[int, Trade]] = collections.deque()
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any],
                                             concurrent.futures.Future[Any]]] = \
@@ -92,12 +97,14 @@ class ChainService:
         self._thread.start()
 
     async def stop(self) -> None:
-        """Stop the worker (it finishes its current step), close the store."""
+        """Stop the worker (it finishes its current step), close the stores."""
         self._stop.set()
         thread = self._thread
         if thread is not None and self._loop is not None:
             await self._loop.run_in_executor(None, thread.join, 30.0)
         self.store.close()
+        if self.settler is not None and (thread is None or not thread.is_alive()):
+            self.settler.store.close()
 
     async def call(self, fn: Callable[[], Any], timeout_s: float = 30.0) -> Any:
         """Run ``fn()`` in the worker thread (the only one touching the chain)."""
@@ -118,23 +125,26 @@ class ChainService:
                     self._failed("connect", e)
                     self._stop.wait(2.0)
                     continue
-            self._run_jobs()
-            self._release_trades()
-            for name, part in (("deposits", self.watcher), ("withdrawals", self.processor),
-                               ("settler", self.settler)):
+            for name, step in (("jobs", self._run_jobs), ("trades", self._release_trades),
+                               ("deposits", self.watcher.step),
+                               ("withdrawals", self.processor.step),
+                               ("settler", self.settler.step)):
                 if self._stop.is_set():
                     break
                 try:
-                    part.step()
-                except Exception as e:
+                    step()
+                except Exception as e:  # retried at the next period
                     self._failed(name, e)
+                else:
+                    self._failing.pop(name, None)
             self._stop.wait(period)
         self._fail_jobs()
 
     def _failed(self, what: str, e: Exception) -> None:
         msg = f"{what}: {type(e).__name__}: {e}"
-        if msg != self.last_error:  # the same failure every 150 ms is logged once
+        if self._failing.get(what) != msg:  # the same failure every period is logged once
             log.error("chain worker: %s", msg, exc_info=e)
+            self._failing[what] = msg
         self.last_error = msg
 
     def _run_jobs(self) -> None:
@@ -146,9 +156,11 @@ class ChainService:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                fut.set_result(fn())
-            except Exception as e:
+                result = fn()
+            except BaseException as e:  # the caller gets it; the worker goes on
                 fut.set_exception(e)
+            else:
+                fut.set_result(result)
 
     def _fail_jobs(self) -> None:
         while True:
@@ -160,18 +172,22 @@ class ChainService:
                 fut.set_exception(RuntimeError("the chain worker stopped"))
 
     def _release_trades(self) -> None:
+        """Hand the settled trades to the settler; on failure they go back to the front
+        of the queue in order (``on_batch`` only appends, from the loop thread).  Feeding
+        them again is harmless: the settler skips the trades it already took."""
         if not self._trades:
             return
-        if self.settled_seq is None:
-            out = list(self._trades)
-            self._trades.clear()
-        else:
-            upto = self.settled_seq()
-            out = []
-            while self._trades and self._trades[0][0] <= upto:
-                out.append(self._trades.popleft())
-        if out:
+        upto = None if self.settled_seq is None else self.settled_seq()
+        out: list[tuple[int, Trade]] = []
+        while self._trades and (upto is None or self._trades[0][0] <= upto):
+            out.append(self._trades.popleft())
+        if not out:
+            return
+        try:
             self.settler.add_trades(out)
+        except BaseException:
+            self._trades.extendleft(reversed(out))
+            raise
 
     def _connect(self) -> None:
         # web3 and py-evm are imported here: a server without a chain never loads them
@@ -246,7 +262,7 @@ class ChainService:
         p = self.pay.get(asset)
         if p is None:
             raise ValueError(f"no token for {asset} on this chain")
-        return "0x" + self.client.pay(p.token, address, raw).tx_hash.hex()
+        return "0x" + str(self.client.pay(p.token, address, raw).tx_hash.hex())
 
 
 def attach_chain(comps: Any) -> ChainService | None:

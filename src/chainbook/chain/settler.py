@@ -13,6 +13,7 @@ block is no longer canonical is detected and the same signed transaction rebroad
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -72,6 +73,7 @@ class ChainSettler:
         self.batcher = Batcher(store.next_batch_id(), store.last_trade_id(),
                                max_trades=max_trades, max_age_ms=max_age_ms)
         self._feed = threading.Lock()  # batcher + PREPARED writes: short, never does RPC
+        self._unrecorded: collections.deque[tuple[Batch, int]] = collections.deque()
         self._step = threading.Lock()  # chain I/O: add_trades never waits for it
 
     # --- input -------------------------------------------------------------------------
@@ -101,9 +103,25 @@ class ChainSettler:
             self._prepare(batch, self.clock_ms())
             return 1
 
-    def _prepare(self, batch: Batch, now: int) -> None:
-        self.store.prepare(batch, now)
-        self.stats.prepared += 1
+    @property
+    def unrecorded(self) -> int:
+        """Batches cut but not yet recorded in the store (a write failed)."""
+        return len(self._unrecorded)
+
+    def _prepare(self, batch: Batch, now: int) -> None:  # under self._feed
+        """Record ``batch`` PREPARED.  The batcher has already moved past its trades and
+        id, so a batch whose write fails (``database is locked`` after the busy timeout, a
+        full disk) waits in memory and is recorded first, in order, at the next cut or
+        step: feeding the same trades again skips them and must not lose them."""
+        self._unrecorded.append((batch, now))
+        self._record()
+
+    def _record(self) -> None:  # under self._feed
+        while self._unrecorded:
+            batch, now = self._unrecorded[0]
+            self.store.prepare(batch, now)
+            self._unrecorded.popleft()
+            self.stats.prepared += 1
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -112,6 +130,7 @@ class ChainSettler:
 
         Call it periodically (e.g. every 100 ms from a worker thread); it never sleeps."""
         with self._feed:
+            self._record()
             aged = self.batcher.poll(self.clock_ms())
             if aged is not None:
                 self._prepare(aged, self.clock_ms())

@@ -100,7 +100,8 @@ class Batch:
     orders_new: dict[int, Row] = field(default_factory=dict)
     orders_upd: dict[int, Row] = field(default_factory=dict)
     trades: list[tuple[Any, ...]] = field(default_factory=list)  # columns of S.trades
-    postings: list[tuple[Any, ...]] = field(default_factory=list)  # columns of S.postings
+    # columns of S.transfers (trade legs are the trade rows: schema.POSTINGS_VIEW)
+    transfers: list[tuple[Any, ...]] = field(default_factory=list)
     deposits: list[Row] = field(default_factory=list)
     withdrawals_new: dict[str, Row] = field(default_factory=dict)
     withdrawals_upd: dict[str, Row] = field(default_factory=dict)
@@ -249,7 +250,7 @@ def build_batch(entries: Sequence[Entry], state: LedgerState) -> Batch:
             # postings first: it validates symbols and reads balances before this command
             postings, changes = command_postings(seq, events, state)
             _records(b, state, seq, ts, events)
-            b.postings.extend(postings)
+            b.transfers.extend(postings)
             _balances(b, state, seq, changes)
         state.last_seq, state.last_ts = seq, ts
         b.last_seq, b.last_ts = seq, ts

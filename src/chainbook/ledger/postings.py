@@ -13,10 +13,16 @@ to zero per asset, and so do those of each trade.  They come from the events tha
 * ``WithdrawalHeld``: available -> frozen; ``WithdrawalCompleted``: frozen -> world;
   ``WithdrawalRefunded``: frozen -> available.
 
+The ledger stores each fact once (the ``postings`` view shows every leg,
+schema.POSTINGS_VIEW): a trade's legs are computed from its trade row, and every other
+movement is a pair of legs of equal size, one out of a bucket and one into another,
+stored as one ``transfers`` row.  So ``command_postings`` returns transfer rows and uses
+the trade legs only to explain the balance changes.
+
 ``BalanceChanged`` carries the absolute new values.  Whatever part of a change the
 postings above do not explain must be a move between the account's own available and
 frozen buckets (a reserve taken when an order is accepted, released when it ends or is
-amended): it becomes a ``reserve`` pair.  If the unexplained part does not net to zero
+amended): it becomes a ``reserve`` transfer.  If the unexplained part does not net to zero
 for an (account, asset), the events contradict each other and ``LedgerMismatch`` is
 raised: the ledger never invents money to make the books balance.
 """
@@ -40,17 +46,19 @@ from chainbook.ledger.schema import AVAILABLE, FEE_ACCOUNT, FROZEN, WORLD_ACCOUN
 BUY = 0
 
 
-class Posting(NamedTuple):
-    """One row of the ``postings`` table; ``(seq, idx)`` is its key.  The hot path
-    carries plain tuples in this field order (``PostingRow``)."""
+class Transfer(NamedTuple):
+    """One row of the ``transfers`` table: ``amount`` (> 0) out of the source bucket
+    into the destination bucket; ``(seq, idx)`` is its key.  The hot path carries plain
+    tuples in this field order (``TransferRow``)."""
 
     seq: int
     idx: int
-    trade_id: int | None
-    account: int
-    asset: str
-    bucket: str
     kind: str
+    asset: str
+    src_account: int
+    src_bucket: str
+    dst_account: int
+    dst_bucket: str
     amount: int
 
 
@@ -78,7 +86,7 @@ class BalanceView(Protocol):
 
 
 Leg = tuple[int | None, int, str, str, str, int]  # trade_id, account, asset, bucket, kind, amount
-PostingRow = tuple[int, int, int | None, int, str, str, str, int]  # Posting's fields, in order
+TransferRow = tuple[int, int, str, str, int, str, int, str, int]  # Transfer's fields
 _MONEY_EVENTS = frozenset({Deposited, WithdrawalHeld, WithdrawalCompleted, WithdrawalRefunded})
 
 
@@ -102,10 +110,33 @@ def trade_legs(t: Trade, sym: SymbolInfo) -> list[Leg]:
     return [leg for leg in legs if leg[5]]
 
 
-def _move(asset: str, amount: int, kind: str, src: tuple[int, str],
-          dst: tuple[int, str]) -> list[Leg]:
-    return [(None, src[0], asset, src[1], kind, -amount),
-            (None, dst[0], asset, dst[1], kind, amount)]
+Move = tuple[str, str, int, str, int, str, int]  # Transfer's fields after seq and idx
+
+
+def money_move(ev: Event) -> Move | None:
+    """The transfer a deposit or withdrawal event makes (None for other events)."""
+    if isinstance(ev, Deposited):
+        return ("deposit", ev.asset, WORLD_ACCOUNT, AVAILABLE, ev.account, AVAILABLE,
+                ev.amount)
+    if isinstance(ev, WithdrawalHeld):
+        return ("withdrawal_hold", ev.asset, ev.account, AVAILABLE, ev.account, FROZEN,
+                ev.amount)
+    if isinstance(ev, WithdrawalCompleted):
+        return ("withdrawal", ev.asset, ev.account, FROZEN, WORLD_ACCOUNT, AVAILABLE,
+                ev.amount)
+    if isinstance(ev, WithdrawalRefunded):
+        return ("withdrawal_refund", ev.asset, ev.account, FROZEN, ev.account, AVAILABLE,
+                ev.amount)
+    return None
+
+
+def transfer_legs(move: Move) -> list[Leg]:
+    """The two postings of a transfer (``Move`` or a ``Transfer`` row's last seven
+    fields), as the ``postings`` view shows them: out of the source, into the
+    destination."""
+    kind, asset, src, src_bucket, dst, dst_bucket, amount = move
+    return [(None, src, asset, src_bucket, kind, -amount),
+            (None, dst, asset, dst_bucket, kind, amount)]
 
 
 def explicit_legs(ev: Event, view: BalanceView) -> list[Leg] | None:
@@ -115,25 +146,13 @@ def explicit_legs(ev: Event, view: BalanceView) -> list[Leg] | None:
         if sym is None:
             raise LedgerMismatch(f"trade {ev.trade_id} on unknown symbol {ev.symbol}")
         return trade_legs(ev, sym)
-    if isinstance(ev, Deposited):
-        return _move(ev.asset, ev.amount, "deposit", (WORLD_ACCOUNT, AVAILABLE),
-                     (ev.account, AVAILABLE))
-    if isinstance(ev, WithdrawalHeld):
-        return _move(ev.asset, ev.amount, "withdrawal_hold", (ev.account, AVAILABLE),
-                     (ev.account, FROZEN))
-    if isinstance(ev, WithdrawalCompleted):
-        return _move(ev.asset, ev.amount, "withdrawal", (ev.account, FROZEN),
-                     (WORLD_ACCOUNT, AVAILABLE))
-    if isinstance(ev, WithdrawalRefunded):
-        return _move(ev.asset, ev.amount, "withdrawal_refund", (ev.account, FROZEN),
-                     (ev.account, AVAILABLE))
-    return None
+    move = money_move(ev)
+    return None if move is None else transfer_legs(move)
 
 
-def _post_trade(rows: list[PostingRow], net: dict[tuple[int, str], list[int]], seq: int,
-                t: Trade, sym: SymbolInfo) -> None:
-    """Append the rows of ``trade_legs(t, sym)`` (same legs, same order) and add them to
-    ``net``: the hot path, without the intermediate leg tuples."""
+def _net_trade(net: dict[tuple[int, str], list[int]], t: Trade, sym: SymbolInfo) -> None:
+    """Add the legs of ``trade_legs(t, sym)`` to ``net``: the hot path, without building
+    the legs (they are stored as the trade row)."""
     n = t.quote_amount
     if n != t.price * t.qty * sym.quote_per_tick_lot:
         trade_legs(t, sym)  # raises the mismatch
@@ -141,30 +160,26 @@ def _post_trade(rows: list[PostingRow], net: dict[tuple[int, str], list[int]], s
         buyer, bfee, seller, sfee = t.taker_account, t.taker_fee, t.maker_account, t.maker_fee
     else:
         buyer, bfee, seller, sfee = t.maker_account, t.maker_fee, t.taker_account, t.taker_fee
-    b, tid, q, base = t.qty * sym.lot_units, t.trade_id, sym.quote, sym.base
-    for acct, asset, col, bucket, kind, amount in (
-            (buyer, q, 1, FROZEN, "trade", -(n + bfee)),
-            (seller, q, 0, AVAILABLE, "trade", n - sfee),
-            (FEE_ACCOUNT, q, 0, AVAILABLE, "fee", bfee + sfee),
-            (seller, base, 1, FROZEN, "trade", -b),
-            (buyer, base, 0, AVAILABLE, "trade", b)):
-        if amount:
-            rows.append((seq, len(rows), tid, acct, asset, bucket, kind, amount))
-            cell = net.get((acct, asset))
-            if cell is None:
-                net[(acct, asset)] = [amount, 0] if col == 0 else [0, amount]
-            else:
-                cell[col] += amount
+    b, q, base = t.qty * sym.lot_units, sym.quote, sym.base
+    for key, col, amount in (((buyer, q), 1, -(n + bfee)), ((seller, q), 0, n - sfee),
+                             ((FEE_ACCOUNT, q), 0, bfee + sfee), ((seller, base), 1, -b),
+                             ((buyer, base), 0, b)):
+        cell = net.get(key)
+        if cell is None:
+            net[key] = [amount, 0] if col == 0 else [0, amount]
+        else:
+            cell[col] += amount
 
 
 def command_postings(seq: int, events: Sequence[Event],
-                     view: BalanceView) -> tuple[list[PostingRow], list[BalanceChanged]]:
-    """Posting rows (``Posting`` field order) of command ``seq`` and its
-    ``BalanceChanged`` events, in order.
+                     view: BalanceView) -> tuple[list[TransferRow], list[BalanceChanged]]:
+    """Transfer rows (``Transfer`` field order) of command ``seq`` and its
+    ``BalanceChanged`` events, in order.  The trade legs are not rows (the trade row
+    holds them) but explain balance changes like the transfers do.
 
     ``view`` must hold the balances as they were before the command.  O(events).
     Raises LedgerMismatch when the postings cannot explain a balance change."""
-    rows: list[PostingRow] = []
+    rows: list[TransferRow] = []
     changes: list[BalanceChanged] = []
     # (account, asset) -> [available, frozen] moved by the explicit postings
     net: dict[tuple[int, str], list[int]] = {}
@@ -177,15 +192,16 @@ def command_postings(seq: int, events: Sequence[Event],
             sym = view.symbol(tr.symbol)
             if sym is None:
                 raise LedgerMismatch(f"seq {seq}: trade on unknown symbol {tr.symbol}")
-            _post_trade(rows, net, seq, tr, sym)
+            _net_trade(net, tr, sym)
         elif t in _MONEY_EVENTS:
-            for tid, acct, asset, bucket, kind, amount in explicit_legs(ev, view) or ():
-                rows.append((seq, len(rows), tid, acct, asset, bucket, kind, amount))
+            move = cast(Move, money_move(ev))
+            rows.append((seq, len(rows), *move))
+            for _tid, acct, asset, bucket, _kind, amount in transfer_legs(move):
                 cell = net.get((acct, asset))
                 if cell is None:
                     cell = net[(acct, asset)] = [0, 0]
                 cell[0 if bucket == AVAILABLE else 1] += amount
-    if not changes and not rows:
+    if not changes and not net:
         return rows, changes
     now: dict[tuple[int, str], tuple[int, int]] = {}
     for bc in changes:
@@ -199,10 +215,12 @@ def command_postings(seq: int, events: Sequence[Event],
                 f"seq {seq}: account {bc.account} {bc.asset} total moved by "
                 f"{bc.available + bc.frozen - old_a - old_f} but its postings say "
                 f"{d_a + d_f}")
-        if r_a:
-            i = len(rows)
-            rows.append((seq, i, None, bc.account, bc.asset, AVAILABLE, "reserve", r_a))
-            rows.append((seq, i + 1, None, bc.account, bc.asset, FROZEN, "reserve", r_f))
+        if r_a < 0:  # reserved: available -> frozen
+            rows.append((seq, len(rows), "reserve", bc.asset, bc.account, AVAILABLE,
+                         bc.account, FROZEN, -r_a))
+        elif r_a:  # released: frozen -> available
+            rows.append((seq, len(rows), "reserve", bc.asset, bc.account, FROZEN,
+                         bc.account, AVAILABLE, r_a))
         now[key] = (bc.available, bc.frozen)
     for (acct, asset), (d_a, d_f) in net.items():
         if acct != WORLD_ACCOUNT and (d_a or d_f):
@@ -211,9 +229,19 @@ def command_postings(seq: int, events: Sequence[Event],
     return rows, changes
 
 
-def sums_by_asset(rows: Sequence[PostingRow]) -> dict[str, int]:
+def command_legs(rows: Sequence[TransferRow], trades: Sequence[Trade],
+                 view: BalanceView) -> list[Leg]:
+    """Every posting of a command, as the ``postings`` view shows it: the legs of its
+    transfer ``rows`` and of its ``trades`` (for tests and audits; not the hot path)."""
+    legs = [leg for r in rows for leg in transfer_legs(r[2:])]
+    for t in trades:
+        legs += explicit_legs(t, view) or ()
+    return legs
+
+
+def sums_by_asset(legs: Sequence[Leg]) -> dict[str, int]:
     """Sum of ``amount`` per asset (zero for every asset when the books balance)."""
     out: dict[str, int] = {}
-    for p in rows:
-        out[p[4]] = out.get(p[4], 0) + p[7]
+    for leg in legs:
+        out[leg[2]] = out.get(leg[2], 0) + leg[5]
     return out

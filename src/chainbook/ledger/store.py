@@ -172,8 +172,8 @@ class LedgerStore:
         if b.withdrawals_upd:
             rows = _bind(b.withdrawals_upd.values())
             _check_rows(ex(_withdrawals_upd, rows), len(rows), "withdrawals")
-        if b.postings:
-            put(conn, S.postings, b.postings)
+        if b.transfers:
+            put(conn, S.transfers, b.transfers)
         res = ex(update(S.ledger_state).where(S.ledger_state.c.id == 1)
                  .where(S.ledger_state.c.last_seq == prev_seq)
                  .values(last_seq=b.last_seq, last_ts=b.last_ts))

@@ -82,8 +82,12 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     eng = sa.create_engine(url)
     try:
         with eng.connect() as c:
-            return {t.name: sorted(tuple(r) for r in c.execute(sa.select(t)))
-                    for t in S.TABLES}
+            out = {t.name: sorted(tuple(r) for r in c.execute(sa.select(t)))
+                   for t in S.TABLES}
+            # the view: key (seq, trade_id, idx), trade_id NULL for transfer legs
+            out["postings"] = sorted((tuple(r) for r in c.execute(sa.select(S.postings))),
+                                     key=lambda r: (r[0], -1 if r[2] is None else r[2], r[1]))
+            return out
     finally:
         eng.dispose()
 

@@ -1,7 +1,7 @@
 """The pipelined writer (batch N+1 built while batch N is written) on SQLite and
 PostgreSQL: strict seq order, exactly once, and a failed write loses and repeats nothing.
 
-Failures are real: another connection renames the ``postings`` table away, so the
+Failures are real: another connection renames the ``transfers`` table away, so the
 ledger's next write fails inside its transaction, and renames it back."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_a_failed_write_drops_the_queue_and_the_retry_equals_one_transaction(
     assert pipe.submit(a) is not None
     pipe.drain()
     assert store.last_seq == 300 and committed == [(1, 300)]
-    _rename(db_url, "postings", "postings_away")
+    _rename(db_url, "transfers", "transfers_away")
     with pytest.raises(WriteFailed) as caught:
         pipe.submit(b)
         pipe.submit(c)  # queued behind b (or refused at once if b already failed)
@@ -59,10 +59,10 @@ def test_a_failed_write_drops_the_queue_and_the_retry_equals_one_transaction(
     lost = [e for batch in caught.value.batches for e in batch]
     assert [e[0] for e in lost] == list(range(301, 701))  # b then c, in order, once
     assert caught.value.batches[0] is b
-    assert "postings" in str(caught.value.cause)
+    assert "transfers" in str(caught.value.cause)
     assert store.last_seq == store.stored_last_seq() == 300  # nothing of b or c went in
     assert committed == [(1, 300)]
-    _rename(db_url, "postings_away", "postings")
+    _rename(db_url, "transfers_away", "transfers")
     for batch in caught.value.batches:
         pipe.submit(batch)
     pipe.submit(d)
@@ -102,7 +102,7 @@ def test_the_service_thread_rides_out_a_failing_write(dump_ledger, db_url, secon
     commits: list[tuple[int, int]] = []
     svc.observer = lambda b, _e: commits.append((b.first_seq, b.last_seq))
     svc.apply_batches(_entries(session_dir, 200))
-    _rename(db_url, "postings", "postings_away")
+    _rename(db_url, "transfers", "transfers_away")
     svc.start_thread()
     deadline = time.monotonic() + 30
     try:
@@ -111,7 +111,7 @@ def test_the_service_thread_rides_out_a_failing_write(dump_ledger, db_url, secon
         assert svc.failures
         time.sleep(0.1)
         assert svc.applied_seq == 200  # retrying, not skipping
-        _rename(db_url, "postings_away", "postings")
+        _rename(db_url, "transfers_away", "transfers")
         while svc.applied_seq < last and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
@@ -132,7 +132,8 @@ def test_apply_batches_waits_for_the_thread_and_keeps_order(dump_ledger, db_url,
     _reference(second_db_url, entries)
     svc = LedgerService(db_url, batch_size=50)
     svc.push(entries[:400])
-    th = threading.Thread(target=svc.run, kwargs={"until_idle": True})
+    # not until_idle: the thread could find itself idle and return before the last push
+    th = threading.Thread(target=svc.run)
     th.start()
     got = svc.apply_batches(entries[:600])  # overlaps whatever the thread applied
     svc.push(entries[600:])  # the thread continues after it

@@ -14,8 +14,9 @@ from chainbook.engine import Engine
 from chainbook.ledger.batch import LedgerState, SequenceGap, build_batch, chain_ref
 from chainbook.ledger.postings import (
     LedgerMismatch,
-    Posting,
     SymbolInfo,
+    Transfer,
+    command_legs,
     command_postings,
     explicit_legs,
     sums_by_asset,
@@ -120,11 +121,14 @@ def test_postings_reproduce_every_balance_changed_and_balance_per_command():
                 view.symbols[s.name] = SymbolInfo(s.base, s.quote, s.lot_units,
                                                   s.quote_per_tick_lot)
         rows, changes = command_postings(seq, events, view)
-        assert all(v == 0 for v in sums_by_asset(rows).values()), seq
-        for p in map(Posting._make, rows):
-            assert p.seq == seq and p.amount != 0
-            key = (p.account, p.asset, p.bucket)
-            applied[key] = applied.get(key, 0) + p.amount
+        for t in map(Transfer._make, rows):
+            assert t.seq == seq and t.amount > 0
+        legs = command_legs(rows, [e for e in events if isinstance(e, Trade)], view)
+        assert all(v == 0 for v in sums_by_asset(legs).values()), seq
+        for _tid, acct, asset, bucket, _kind, amount in legs:
+            assert amount != 0
+            key = (acct, asset, bucket)
+            applied[key] = applied.get(key, 0) + amount
         for bc in changes:  # the postings alone, summed from zero, give the new values
             assert applied.get((bc.account, bc.asset, AVAILABLE), 0) == bc.available
             assert applied.get((bc.account, bc.asset, FROZEN), 0) == bc.frozen
@@ -170,12 +174,17 @@ def test_batch_collapses_rows_and_rejects_gaps():
         build_batch([(len(entries) + 2, TS, [])], state)
 
 
-def _reference_postings(seq: int, events: list[Event], view: LedgerState) -> list[tuple]:
-    """The generic derivation (explicit_legs for every event, then the reserve pairs), as
-    the ledger computed it before its trade fast path: the fast path must equal it."""
+def _reference_transfers(seq: int, events: list[Event], view: LedgerState) -> list[tuple]:
+    """The generic derivation (explicit_legs for every event, then a reserve pair for
+    what they leave unexplained), turned into transfer rows by pairing the legs: the
+    ledger's hot path must equal it."""
     legs: list[tuple] = []
+    moves: list[tuple] = []
     for ev in events:
-        legs += explicit_legs(ev, view) or ()
+        got = explicit_legs(ev, view) or []
+        legs += got
+        if got and not isinstance(ev, Trade):
+            moves += [got]
     now: dict[tuple[int, str], tuple[int, int]] = {}
     net: dict[tuple[int, str], list[int]] = {}
     for _tid, acct, asset, bucket, _kind, amount in legs:
@@ -186,10 +195,15 @@ def _reference_postings(seq: int, events: list[Event], view: LedgerState) -> lis
         d = net.pop(key, (0, 0))
         r_a = bc.available - old[0] - d[0]
         if r_a:
-            legs += [(None, bc.account, bc.asset, AVAILABLE, "reserve", r_a),
-                     (None, bc.account, bc.asset, FROZEN, "reserve", -r_a)]
+            moves += [[(None, bc.account, bc.asset, AVAILABLE, "reserve", r_a),
+                       (None, bc.account, bc.asset, FROZEN, "reserve", -r_a)]]
         now[key] = (bc.available, bc.frozen)
-    return [(seq, i, *leg) for i, leg in enumerate(legs)]
+    out = []
+    for i, (a, b) in enumerate(moves):
+        src, dst = (a, b) if a[5] < 0 else (b, a)
+        assert src[5] == -dst[5] and src[4] == dst[4] and src[2] == dst[2]
+        out.append((seq, i, src[4], src[2], src[1], src[3], dst[1], dst[3], dst[5]))
+    return out
 
 
 def test_the_trade_fast_path_equals_the_generic_postings():
@@ -198,17 +212,18 @@ def test_the_trade_fast_path_equals_the_generic_postings():
     zero_fee = _trade(maker_fee=0, taker_fee=0, taker_left=0)
     rows = 0
     for seq, ts, events in entries:
-        want = _reference_postings(seq, events, state)
+        want = _reference_transfers(seq, events, state)
         got, _ = command_postings(seq, events, state)
         assert got == want, seq
         rows += len(got)
         build_batch([(seq, ts, events)], state)
-    assert rows > 1000
-    # a zero fee leaves its leg out on both paths; idx stays contiguous
+    assert rows > 400
+    # a zero fee leaves its leg out; the reserves released are transfers 0 and 1
     state = LedgerState(symbols={"BTCUSDT": BTC})
-    state.balances.update({(1, "BTC"): (0, 400), (2, "USDT"): (0, 1200)})
+    state.balances.update({(1, "BTC"): (0, 400), (2, "USDT"): (0, 1300)})
     ev = [zero_fee, BalanceChanged(1, "BTC", 0, 0), BalanceChanged(1, "USDT", 1200, 0),
-          BalanceChanged(2, "BTC", 400, 0), BalanceChanged(2, "USDT", 0, 0)]
+          BalanceChanged(2, "BTC", 400, 0), BalanceChanged(2, "USDT", 100, 0)]
     got, _ = command_postings(99, ev, state)
-    assert got == _reference_postings(99, ev, state)
-    assert [r[1] for r in got] == [0, 1, 2, 3]
+    assert got == _reference_transfers(99, ev, state)
+    assert got == [(99, 0, "reserve", "USDT", 2, FROZEN, 2, AVAILABLE, 100)]
+    assert len(command_legs(got, [zero_fee], state)) == 2 + 4

@@ -85,7 +85,9 @@ class Components:
         write_token(self.data_dir, self.admin_token)
         await self.core.start()
         if self.config.ledger and self.config.ledger_mode == "process":
-            self.ledger = LedgerProcess(self.config.ledger_url, self.data_dir)
+            core = self.core
+            self.ledger = LedgerProcess(self.config.ledger_url, self.data_dir,
+                                        durable_seq=lambda: core.durable_seq)
             self.ledger.start()  # tails the journal the core just recovered
         elif self.config.ledger:
             self.ledger = start_ledger(self.config.ledger_url, self.data_dir)

@@ -154,6 +154,8 @@ def migrate(engine: Engine, *, upto: int = LATEST) -> list[int]:
     Raises RuntimeError if the database is newer than this build."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # a step may rewrite a big ledger: no statement timeout for this transaction
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
         _meta.create_all(conn)
         have = current_version(conn)
@@ -174,6 +176,7 @@ def drop_all(engine: Engine) -> None:
     """Drop every ledger table and the version table (used by ``rebuild``)."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
         insp = inspect(conn)
         if "postings" in insp.get_view_names():

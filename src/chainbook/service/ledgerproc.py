@@ -10,6 +10,11 @@
   read-only (SQLite: a ``mode=ro`` connection, the file is in WAL mode; PostgreSQL: one
   autocommit connection with ``default_transaction_read_only``), into ``applied_seq``, a
   plain int the gateway reads (orders traded at or below it are SETTLED);
+* raises an alert when settlement falls behind: if a command the core had made durable
+  ``lag_alert_s`` (30 s) ago is still not applied (a hung or failing ledger, or one that
+  cannot keep up), an ``ERROR`` line starting ``ALERT ledger lagging``, ``alerts += 1``
+  and ``lagging = True``; cleared, with an INFO line, once the ledger catches up with what
+  was durable when the alert started;
 * restarts the child when it exits (a warning with its status; backoff 0.5 s doubling to
   30 s, back to 0.5 s once a child ran 30 s);
 * on ``stop(durable_seq)`` (after the core committed everything it acknowledged) gives the
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +51,9 @@ RESTART_MAX_S = 30.0
 STABLE_S = 30.0  # a child that ran this long restarts after RESTART_BASE_S again
 GRACE_S = 5.0  # at shutdown: how long the ledger may take to reach the durable seq
 TERM_S = 10.0  # SIGTERM -> SIGKILL
+LAG_ALERT_S = 30.0  # a durable command not settled after this long raises the alert
 RECONNECT_S = 1.0  # a failing seq reader is reopened at most this often
+READ_TIMEOUT_MS = 2000  # PostgreSQL statement_timeout of the seq reader
 SEQ_QUERY = "SELECT last_seq FROM ledger_state WHERE id = 1"
 # The child's batching and journal polling (``ledger run --max-delay-ms --poll-ms``; the
 # thread's are 2 and 2): serve reads the seq only every POLL_S, so a partial batch may wait
@@ -136,6 +144,8 @@ class PgSeqReader(_PollingReader):
         import psycopg
         from sqlalchemy import make_url
 
+        from chainbook.ledger.db import pg_params
+
         self.errors = (psycopg.Error,)
         u = make_url(url)
         self.params: dict[str, Any] = {
@@ -143,11 +153,16 @@ class PgSeqReader(_PollingReader):
                               ("password", u.password), ("dbname", u.database)) if v}
         for k, v in u.query.items():  # e.g. options=-csearch_path=ledger
             self.params[k] = v if isinstance(v, str) else v[-1]
+        # socket limits and server timeouts (ledger/db.py): a hung read fails in 2 s and
+        # the connection is reopened, rather than freezing the settlement state
+        self.params.update(pg_params(u.query, statement_timeout_ms=READ_TIMEOUT_MS))
+        if "connect_timeout" not in u.query:
+            self.params["connect_timeout"] = "2"
 
     def _connect(self) -> Any:
         import psycopg
 
-        conn = psycopg.connect(autocommit=True, connect_timeout=2, **self.params)
+        conn = psycopg.connect(autocommit=True, **self.params)
         try:
             conn.execute("SET default_transaction_read_only = on")
         except BaseException:
@@ -178,7 +193,8 @@ class LedgerProcess:
 
     def __init__(self, url: str, data_dir: str | os.PathLike[str], *,
                  poll_s: float = POLL_S, grace_s: float = GRACE_S,
-                 term_s: float = TERM_S) -> None:
+                 term_s: float = TERM_S, durable_seq: Callable[[], int] | None = None,
+                 lag_alert_s: float = LAG_ALERT_S) -> None:
         self.data_dir = Path(data_dir)
         self.url = ledger_url(url, self.data_dir)
         self.reader = seq_reader(self.url)
@@ -188,6 +204,11 @@ class LedgerProcess:
         self.applied_seq = 0  # what the gateway reads: a plain int, set by the supervisor
         self.restarts = 0
         self.spawns = 0
+        self.durable_seq = durable_seq  # the core's durable seq, for the lag alert
+        self.lag_alert_s = lag_alert_s
+        self.alerts = 0
+        self.lagging = False
+        self._lag_mark: tuple[float, int] | None = None  # (when, durable seq) seen behind
         self.proc: subprocess.Popen[bytes] | None = None
         self._failures = 0  # consecutive short-lived children
         self._started_at = 0.0
@@ -235,6 +256,7 @@ class LedgerProcess:
         try:
             while not self._stop.is_set():
                 self._poll_seq()
+                self._watch_lag(time.monotonic())
                 self._supervise()
                 self._stop.wait(self.poll_s)
         except Exception:  # noqa: BLE001 - never leave the child behind
@@ -246,6 +268,31 @@ class LedgerProcess:
         seq = self.reader.read()
         if seq is not None:
             self.applied_seq = seq
+
+    def _watch_lag(self, now: float) -> None:
+        """The lag alert (module docstring): ``_lag_mark`` is the first moment the ledger
+        was seen behind and the durable seq then; the alert fires when that seq is still
+        not applied ``lag_alert_s`` later."""
+        if self.durable_seq is None:
+            return
+        applied = self.applied_seq
+        mark = self._lag_mark
+        if mark is not None and applied >= mark[1]:
+            if self.lagging:
+                log.info("ledger caught up: applied seq %d (alert cleared)", applied)
+                self.lagging = False
+            mark = self._lag_mark = None
+        if mark is None:
+            durable = self.durable_seq()
+            if applied < durable:
+                self._lag_mark = (now, durable)
+            return
+        if not self.lagging and now - mark[0] >= self.lag_alert_s:
+            self.lagging = True
+            self.alerts += 1
+            log.error("ALERT ledger lagging: seq %d was durable %.0f s ago and is not "
+                      "settled (applied seq %d, ledger process %s)", mark[1], now - mark[0],
+                      applied, self.pid or "not running")
 
     def _supervise(self) -> None:
         now = time.monotonic()

@@ -102,12 +102,15 @@ def _v2_transfers_and_trade_legs(conn: Connection) -> None:
         "CASE WHEN a.amount < 0 THEN b.account ELSE a.account END, "
         "CASE WHEN a.amount < 0 THEN b.bucket ELSE a.bucket END, "
         "ABS(a.amount) FROM p AS a JOIN p AS b ON b.seq = a.seq AND b.n = a.n + 1 "
+        "AND b.amount = -a.amount AND b.asset = a.asset AND b.kind = a.kind "
         "WHERE a.n / 2 * 2 = a.n")
     n_old = conn.exec_driver_sql(
         "SELECT COUNT(*) FROM postings WHERE trade_id IS NULL").scalar_one()
     n_new = conn.exec_driver_sql("SELECT COUNT(*) FROM transfers").scalar_one()
     if n_old != 2 * n_new:
-        raise RuntimeError(f"migration 2: {n_old} non-trade postings are not {n_new} pairs")
+        raise RuntimeError(f"migration 2: {n_old} non-trade postings are not {n_new} pairs "
+                           "(two legs of one kind and asset that cancel out): reconcile "
+                           "the version-1 ledger, or rebuild it from the journal")
     _v1_postings.drop(conn)
     conn.exec_driver_sql(S.POSTINGS_VIEW)
     if inspect(conn).get_foreign_keys("orders"):

@@ -14,6 +14,10 @@
   tails the journal in this process; lag = wall clock at the ledger's COMMIT minus the
   command's journal timestamp (taken just before it was logged), per trade; p50/p99/max.
 
+The process sets the GIL switch interval that ``ledger run`` sets (0.5 ms,
+``ledger.pipeline.tune_process``), so the applies run as in the ledger process;
+``--default-switch-interval`` keeps Python's 5 ms for comparison.
+
 PostgreSQL runs are skipped (``"skipped": reason``) when the server is unreachable.
 Figures only: nothing here asserts a time.
 
@@ -313,12 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pg", default=PG_URL, help="PostgreSQL URL ('' to skip)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--producer", help=argparse.SUPPRESS)
+    p.add_argument("--default-switch-interval", action="store_true",
+                   help="keep Python's 5 ms GIL switch interval (ledger run sets 0.5 ms)")
     args = p.parse_args(list(argv) if argv is not None else None)
     rates = args.rate or [10_000, 2_000]
     if args.producer:
         producer(args.producer, rates[0], args.lag_seconds)
         return 0
-    out: dict[str, Any] = {"bench": "ledger"}
+    out: dict[str, Any] = {"bench": "ledger", "batch": args.batch}
+    if not args.default_switch_interval:
+        from chainbook.ledger.pipeline import SWITCH_INTERVAL_S, tune_process
+        tune_process()  # as ``ledger run`` does: this process applies like it
+        out["switch_interval_s"] = SWITCH_INTERVAL_S
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     try:
         data = tmp / "data"

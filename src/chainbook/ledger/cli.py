@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from chainbook.ledger.db import default_url
+from chainbook.ledger.pipeline import tune_process
 from chainbook.ledger.reconcile import reconcile
 from chainbook.ledger.service import LedgerService
 
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     url = args.db or default_url(args.data)
+    if args.cmd in ("run", "rebuild"):
+        tune_process()
     if args.cmd == "run":
         return _run(args, url)
     if args.cmd == "rebuild":

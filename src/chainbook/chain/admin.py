@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import secrets
@@ -75,7 +76,7 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
             return _error(400, f"No token for asset {asset!r} on this chain.")
         address = body.get("address")
         if address is None and isinstance(body.get("account"), int):
-            address = svc.addresses.address(body["account"])
+            address = await asyncio.to_thread(svc.addresses.address, body["account"])
         if not isinstance(address, str):
             return _error(400, "Give 'address' or 'account'.")
         try:
@@ -100,12 +101,14 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
             return _error(400, f"Unknown asset {asset!r}.")
         try:
             units = amount_units(str(body.get("amount", "")), svc.assets[asset])
-            row = prepare_withdrawal(svc.store, svc.pay, svc.assets, account, asset, units,
-                                     str(body.get("address", "")), ctx.clock_ms())
+            row = await asyncio.to_thread(
+                prepare_withdrawal, svc.store, svc.pay, svc.assets, account, asset, units,
+                str(body.get("address", "")), ctx.clock_ms())
         except (UnitError, WithdrawalError) as e:
             return _error(400, str(e))
         result = outcome(list((await ctx.core.submit(hold_command(row))).events))
-        state = record_hold(svc.store, row.id, result, ctx.clock_ms())
+        state = await asyncio.to_thread(record_hold, svc.store, row.id, result,
+                                        ctx.clock_ms())
         return JSONResponse({"id": row.id, "state": state,
                              "reason": None if state == "HELD" else result},
                             status_code=200 if state == "HELD" else 400)
@@ -115,6 +118,7 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
         if isinstance(body, JSONResponse):
             return body
         c = svc.client
+        height = await asyncio.to_thread(svc.store.last_height)
         return JSONResponse({
             "connected": c is not None, "lastError": svc.last_error,
             "chain": None if svc.watcher is None else svc.watcher.chain,
@@ -122,7 +126,7 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
             "settlement": None if c is None else str(c.settlement.address),
             "tokens": {a: p.token for a, p in svc.pay.items()},
             "confirmations": svc.confirmations,
-            "depositHeight": svc.store.last_height()})
+            "depositHeight": height})
 
     return [Route("/admin/v1/chain/faucet", faucet, methods=["POST"]),
             Route("/admin/v1/chain/withdraw", withdraw, methods=["POST"]),

@@ -17,6 +17,7 @@ key: anyone may verify a trade.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -86,14 +87,14 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
 
     async def deposit_address(ctx: GatewayContext, call: Call) -> Any:
         coin = coin_of(call.params, True)
-        return {"coin": coin, "address": svc.addresses.address(call.account), "tag": "",
-                "url": ""}
+        address = await asyncio.to_thread(svc.addresses.address, call.account)
+        return {"coin": coin, "address": address, "tag": "", "url": ""}
 
     async def deposit_history(ctx: GatewayContext, call: Call) -> Any:
         coin = coin_of(call.params, False)
         status = _int(call.params, "status")
         out = []
-        for r in svc.store.deposits(call.account):
+        for r in await asyncio.to_thread(svc.store.deposits, call.account):
             st = _D_STATUS.get(r.state, 7)
             if (coin is not None and r.asset != coin) or (status is not None
                                                           and st != status):
@@ -125,8 +126,9 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
                 raise errors.mandatory(name)
         try:
             units = amount_units(call.params["amount"], svc.assets[coin])
-            row = prepare_withdrawal(svc.store, svc.pay, svc.assets, call.account, coin,
-                                     units, call.params["address"], ctx.clock_ms())
+            row = await asyncio.to_thread(
+                prepare_withdrawal, svc.store, svc.pay, svc.assets, call.account, coin, units,
+                call.params["address"], ctx.clock_ms())
         except (UnitError, WithdrawalError) as e:
             raise errors.ApiError(400, -1130, f"Invalid withdrawal: {e}.") from None
         try:
@@ -134,7 +136,8 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
         except Exception:
             raise errors.disconnected() from None  # stays REQUESTED: a restart retries
         result = outcome(list(applied.events))
-        if record_hold(svc.store, row.id, result, ctx.clock_ms()) != "HELD":
+        held = await asyncio.to_thread(record_hold, svc.store, row.id, result, ctx.clock_ms())
+        if held != "HELD":
             if result == Reject.INSUFFICIENT_BALANCE.name:
                 raise errors.ApiError(400, -4026, "User has insufficient balance.")
             raise errors.ApiError(400, -4026, f"Withdrawal refused: {result}.")
@@ -145,7 +148,7 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
         status = _int(call.params, "status")
         ids = set(filter(None, call.params.get("idList", "").split(",")))
         out = []
-        for r in reversed(svc.store.withdrawals(call.account)):
+        for r in reversed(await asyncio.to_thread(svc.store.withdrawals, call.account)):
             st = _W_STATUS[r.state]
             if (coin is not None and r.asset != coin) or (status is not None
                                                           and st != status) \

@@ -131,3 +131,38 @@ def test_the_cli_gives_the_same_address_funds_it_and_withdraws(srv: Server) -> N
     _until(lambda: [x for x in ex.fetch_withdrawals("ETH")
                     if x["id"] == w["id"] and x["status"] == "ok"], "the CLI withdrawal")
     assert cli("chain", "status")["connected"] is True
+
+
+def test_a_locked_fund_store_delays_the_withdrawal_not_the_server(srv: Server) -> None:
+    """Another process holds the write lock of chain-funds.sqlite: the withdrawal waits
+    for it (in a worker thread), while every other request is answered at once."""
+    import sqlite3
+    import threading
+
+    ex = ccxt_client(srv, "demo2")
+    _until(lambda: _admin(srv, "/admin/v1/chain/status")["connected"], "the chain")
+    addr = ex.fetch_deposit_address("USDT")["address"]
+    before = ex.fetch_balance()["USDT"]["free"]
+    _admin(srv, "/admin/v1/chain/faucet", {"address": addr, "asset": "USDT", "amount": "40"})
+    _until(lambda: ex.fetch_balance()["USDT"]["free"] == before + 40, "the credit")
+    lock = sqlite3.connect(srv.data / "chain-funds.sqlite", isolation_level=None, timeout=30)
+    got: dict[str, Any] = {}
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        worker = threading.Thread(target=lambda: got.update(w=ex.withdraw("USDT", 5, DEST)))
+        worker.start()
+        time.sleep(0.3)  # the withdrawal is now waiting for the lock
+        slowest = 0.0
+        for _ in range(10):
+            t0 = time.monotonic()
+            with urllib.request.urlopen(f"{srv.base}/api/v3/ping", timeout=10) as resp:
+                assert resp.status == 200
+            slowest = max(slowest, time.monotonic() - t0)
+            time.sleep(0.1)
+        assert "w" not in got  # still waiting: the lock is really in its way
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    worker.join(30)
+    assert got["w"]["id"]
+    assert slowest < 0.5, f"a ping took {slowest:.2f} s while the withdrawal waited"

@@ -15,20 +15,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from chainbook.marketdata.klines import Kline
+
 MINUTE = 60_000
 WINDOW = 24 * 60 * MINUTE
-
-
-class Bucket:
-    """The trades of one minute."""
-
-    __slots__ = ("start", "o", "h", "l", "c", "v", "q", "n", "first", "last")
-
-    def __init__(self, start: int, trade_id: int, price: int) -> None:
-        self.start = start
-        self.o = self.h = self.l = self.c = price
-        self.v = self.q = self.n = 0
-        self.first = self.last = trade_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +42,7 @@ class Rolling24h:
     """Per-minute buckets of the last 24 hours of one symbol's trades."""
 
     def __init__(self) -> None:
-        self.buckets: deque[Bucket] = deque()
+        self.buckets: deque[Kline] = deque()  # one-minute candles
         self.last_price = 0
         self.last_qty = 0
         self.prev_close = 0
@@ -61,19 +51,11 @@ class Rolling24h:
         """Fold one trade at ``ts_ms`` into its minute bucket."""
         start = ts_ms - ts_ms % MINUTE
         b = self.buckets[-1] if self.buckets else None
-        if b is None or start > b.start:
-            b = Bucket(start, trade_id, price)
+        if b is None or start > b.open_ms:
+            b = Kline(start, start + MINUTE - 1, trade_id, price)
             self.buckets.append(b)
             self.evict(ts_ms)
-        if price > b.h:
-            b.h = price
-        if price < b.l:
-            b.l = price
-        b.c = price
-        b.v += qty
-        b.q += quote
-        b.n += 1
-        b.last = trade_id
+        b.add(trade_id, price, qty, quote, False)
         self.last_price = price
         self.last_qty = qty
 
@@ -81,7 +63,7 @@ class Rolling24h:
         """Drop the buckets that no longer overlap the window ending at ``now_ms``."""
         buckets = self.buckets
         edge = now_ms - WINDOW
-        while buckets and buckets[0].start + MINUTE <= edge:
+        while buckets and buckets[0].open_ms + MINUTE <= edge:
             self.prev_close = buckets.popleft().c
 
     def stats(self, now_ms: int) -> Stats:

@@ -79,8 +79,19 @@ def test_reader_choice_and_urls(tmp_path: Path) -> None:
     assert isinstance(seq_reader(default_url(tmp_path)), SqliteSeqReader)
     pg = seq_reader("postgresql+psycopg://u:pw@db.example:5433/led?options=-csearch_path%3Dl")
     assert isinstance(pg, PgSeqReader)
-    assert pg.params == {"host": "db.example", "port": 5433, "user": "u", "password": "pw",
-                         "dbname": "led", "options": "-csearch_path=l"}
+    assert pg.params == {
+        "host": "db.example", "port": 5433, "user": "u", "password": "pw", "dbname": "led",
+        # the URL's options first, then the reader's server-side limits (ledger/db.py)
+        "options": "-csearch_path=l -c statement_timeout=2000 -c lock_timeout=10000 "
+                   "-c idle_in_transaction_session_timeout=60000",
+        "connect_timeout": "2", "keepalives": "1", "keepalives_idle": "10",
+        "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "30000"}
+    # a limit the URL sets is left alone
+    own = seq_reader("postgresql+psycopg://u@h/led?options=-c%20statement_timeout%3D9"
+                     "&connect_timeout=7&keepalives=0")
+    assert own.params["options"] == ("-c statement_timeout=9 -c lock_timeout=10000 "
+                                     "-c idle_in_transaction_session_timeout=60000")
+    assert (own.params["connect_timeout"], own.params["keepalives"]) == ("7", "0")
     with pytest.raises(ValueError, match="in-memory"):
         seq_reader("sqlite://")
     with pytest.raises(ValueError, match="unsupported"):

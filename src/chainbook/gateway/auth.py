@@ -31,11 +31,17 @@ Params = dict[str, str]
 
 
 def _pairs(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """``key=value`` pairs; a pair without ``=`` or with an empty key is -1100: the
+    signature covers query + body as one string, so where the query ends is not signed,
+    and such a fragment is what moving that split into a value leaves behind (it would
+    otherwise turn ``quantity=0.0015`` into ``quantity=0.001`` plus an ignored ``5``)."""
     out = []
     for part in raw.split(b"&"):
         if not part:
             continue
-        k, _, v = part.partition(b"=")
+        k, eq, v = part.partition(b"=")
+        if not eq or not k:
+            raise errors.malformed_pair()
         out.append((k, v))
     return out
 

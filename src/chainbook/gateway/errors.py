@@ -98,6 +98,12 @@ def illegal_chars_anywhere() -> ApiError:
     return _bad(-1100, "Illegal characters found in a parameter.")
 
 
+def malformed_pair() -> ApiError:
+    """-1100: a query or body component that is not ``key=value``."""
+    return _bad(-1100, "Illegal characters found in a parameter: every parameter must be "
+                       "key=value.")
+
+
 def duplicate_param() -> ApiError:
     """-1101: the same parameter was sent twice."""
     return _bad(-1101, "Duplicate values for a parameter detected.")

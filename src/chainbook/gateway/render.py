@@ -113,7 +113,9 @@ def order_result(view: OrderView, spec: SymbolSpec, resp_type: str, transact_ns:
         return ack
     out = _core_fields(view, spec)
     out["transactTime"] = ack["transactTime"]
-    out["workingTime"] = ms(view.time_ns) if view.type != OrderType.MARKET else -1
+    # a MARKET order works from the moment it is placed (ccxt reads workingTime first)
+    out["workingTime"] = (ms(view.time_ns) if view.type != OrderType.MARKET
+                          else ack["transactTime"])
     out["selfTradePreventionMode"] = view.stp.name
     out["settlementStatus"] = settlement
     if resp_type == "FULL":

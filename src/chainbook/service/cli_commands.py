@@ -126,11 +126,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # streams do not offer it either). expose_raw_send lets the hub write pre-built
     # frames straight to the sockets (gateway/wsdirect.py); direct_rest calls the REST
     # endpoints past Starlette's middleware and router (gateway/rest.py).
+    # X-Forwarded-For is believed only from [server] trusted_proxies (uvicorn would trust
+    # it from 127.0.0.1, letting a local client choose the address its rate limit uses).
     uv_config = uvicorn.Config(
         expose_raw_send(direct_rest(app, app.routes)), host=config.host, port=config.port,
         log_level="warning",
         http="httptools", loop="uvloop", ws="websockets-sansio", ws_per_message_deflate=False,
-        lifespan="on", timeout_graceful_shutdown=5)
+        lifespan="on", timeout_graceful_shutdown=5,
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=",".join(config.trusted_proxies) or None)
     server = uvicorn.Server(uv_config)
     try:
         with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:

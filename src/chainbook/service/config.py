@@ -31,6 +31,8 @@ host = "127.0.0.1"
 port = 8765
 fsync = "every"            # every | interval | off: when an acknowledged command is fsynced
 snapshot_every = 100000    # commands between snapshots
+trusted_proxies = []       # addresses whose X-Forwarded-For names the client (rate limits
+                           # by IP); none by default: a client cannot pick its own address
 
 [multicast]                # hot tick datagrams (chainbook ticks listens)
 enabled = false
@@ -145,6 +147,7 @@ class Config:
     port: int = 8765
     fsync: str = "every"
     snapshot_every: int = 100_000
+    trusted_proxies: list[str] = field(default_factory=list)
     multicast: bool = False
     multicast_group: str = "239.255.42.1"
     multicast_port: int = 31337
@@ -296,7 +299,7 @@ def _limits(spec: SymbolSpec, t: dict[str, Any], where: str) -> dict[str, int]:
 
 def _server(cfg: Config, t: dict[str, Any], source: str) -> None:
     where = f"{source}: [server]"
-    _known(t, {"host", "port", "fsync", "snapshot_every"}, where)
+    _known(t, {"host", "port", "fsync", "snapshot_every", "trusted_proxies"}, where)
     cfg.host = _str(t.get("host", cfg.host), f"{where} host")
     cfg.port = _port(t.get("port", cfg.port), f"{where} port")
     fsync = _str(t.get("fsync", cfg.fsync), f"{where} fsync")
@@ -305,6 +308,11 @@ def _server(cfg: Config, t: dict[str, Any], source: str) -> None:
     cfg.fsync = fsync
     cfg.snapshot_every = _int(t.get("snapshot_every", cfg.snapshot_every),
                               f"{where} snapshot_every", minimum=0)
+    proxies = t.get("trusted_proxies", [])
+    if not isinstance(proxies, list) or not all(isinstance(p, str) and p for p in proxies):
+        raise ConfigError(f"{where} trusted_proxies: a list of addresses, e.g. "
+                          "[\"127.0.0.1\"]")
+    cfg.trusted_proxies = list(proxies)
 
 
 def _multicast(cfg: Config, t: dict[str, Any], source: str) -> None:

@@ -102,14 +102,20 @@ def config_text(**rate_limits: int) -> str:
 
 
 def start_server(data: Path, *extra: str, demo: bool = True,
-                 rate_limits: dict[str, int] | None = None) -> Server:
+                 rate_limits: dict[str, int] | None = None, server_toml: str = "") -> Server:
     """Start ``chainbook serve`` on a free port over ``data``; wait for serve.json.
 
     The server runs the built-in config with ``rate_limits`` (default: limits no test
-    reaches, since every test client shares 127.0.0.1)."""
+    reaches, since every test client shares 127.0.0.1) and the ``key = value`` lines of
+    ``server_toml`` in place of the default's."""
     data.mkdir(parents=True, exist_ok=True)
     config = data.parent / f"{data.name}.toml"
-    config.write_text(config_text(**(rate_limits or GENEROUS_LIMITS)))
+    text = config_text(**(rate_limits or GENEROUS_LIMITS))
+    for line in filter(None, server_toml.splitlines()):  # replaces the default's key
+        text, n = re.subn(rf"(?m)^{line.split('=')[0].strip()} = .*$", line, text, count=1)
+        if n != 1:
+            raise ValueError(f"{line!r}: no such key in the default config")
+    config.write_text(text)
     log = data.parent / f"{data.name}-serve.log"
     args = [*(["--demo"] if demo else []), "--host", "127.0.0.1", "--port", "0",
             "--config", str(config), *extra]

@@ -108,6 +108,29 @@ def test_weight_limit_gives_429_then_418_with_retry_after(tmp_path: Path) -> Non
         assert stop_server(srv) == 0
 
 
+def _weights(srv: Any, forwarded_for: list[str]) -> list[int]:
+    """The used weight after one depth request per ``X-Forwarded-For`` value."""
+    with httpx.Client(timeout=10) as http:
+        return [int(http.get(srv.base + "/api/v3/depth", params={"symbol": "BTCUSDT"},
+                             headers={"X-Forwarded-For": ip}).headers["X-MBX-USED-WEIGHT-1M"])
+                for ip in forwarded_for]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path: Path,
+                                                          trusted: bool) -> None:
+    srv = start_server(tmp_path / "data", server_toml='trusted_proxies = ["127.0.0.1"]'
+                       if trusted else "")
+    try:
+        w = _weights(srv, ["1.2.3.4", "5.6.7.8", "1.2.3.4"])
+    finally:
+        assert stop_server(srv) == 0
+    if trusted:  # the proxy names the client: one counter per forwarded address
+        assert w[0] == w[1] and w[2] == 2 * w[0]
+    else:  # the header is ignored: every request counts against 127.0.0.1
+        assert w[1] == 2 * w[0] and w[2] == 3 * w[0]
+
+
 def test_order_rate_limit_gives_429_minus_1015(tmp_path: Path) -> None:
     srv = start_server(tmp_path / "data", rate_limits={"orders_per_10s": 3})
     try:

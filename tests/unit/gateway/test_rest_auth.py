@@ -143,3 +143,31 @@ def test_listen_key_endpoints(gw: Gateway, alice: Signer, bob: Signer) -> None:
     assert gw.views.listen_keys.account_for(second) is None
     no_key = alice.client.post("/api/v3/userDataStream")
     assert no_key.status_code == 401 and no_key.json()["code"] == -2014
+
+
+def test_a_fragment_without_key_or_equals_is_refused() -> None:
+    assert auth.parse_params(b"a=1&&b=&", b"") == {"a": "1", "b": ""}  # empty values ok
+    for query, body in ((b"a=1&5", b""), (b"a=1", b"5&b=2"), (b"a=1&=x", b""),
+                        (b"", b"=x")):
+        with pytest.raises(errors.ApiError) as e:
+            auth.parse_params(query, body)
+        assert e.value.code == -1100, (query, body)
+
+
+def test_moving_the_query_body_split_cannot_change_a_signed_order(gw: Gateway, client
+                                                                  ) -> None:
+    """The signature covers query + body as one string: an attacker on the path moves
+    the split into ``quantity=0.0015``; the query then says 0.001 and the body starts with
+    a bare ``5``, which is refused rather than ignored."""
+    signed_text = urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                             "timeInForce": "GTC", "price": "10000", "quantity": "0.0015",
+                             "timestamp": gw.clock()})
+    sig = sign(gw.alice.secret, signed_text.encode())
+    cut = signed_text.index("quantity=0.001") + len("quantity=0.001")
+    query, body = signed_text[:cut], signed_text[cut:]
+    assert query.endswith("quantity=0.001") and body.startswith("5&")
+    r = client.post(f"/api/v3/order?{query}", content=f"{body}&signature={sig}".encode(),
+                    headers={"X-MBX-APIKEY": gw.alice.key,
+                             "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["code"] == -1100
+    assert client.get("/api/v3/depth", params={"symbol": "BTCUSDT"}).json()["bids"] == []

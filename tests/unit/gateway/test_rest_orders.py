@@ -77,6 +77,8 @@ def test_market_orders_by_quantity_and_by_quote(gw: Gateway, alice: Signer,
                                       "quantity": "1.5"}).json()
     assert by_qty["status"] == "FILLED" and by_qty["price"] == "0.00000000"
     assert by_qty["cummulativeQuoteQty"] == "150.50000000" and len(by_qty["fills"]) == 2
+    # a market order works from when it is placed (ccxt takes workingTime as its time)
+    assert by_qty["workingTime"] == by_qty["transactTime"] == gw.clock()
     by_quote = bob.ccxt("POST", ORDER, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                                         "quoteOrderQty": "10.10"}).json()
     assert by_quote["status"] == "FILLED"

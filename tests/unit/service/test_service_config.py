@@ -45,6 +45,10 @@ def test_shipped_example_file_equals_the_default() -> None:
     cfg = load_config(path)
     assert cfg.symbols == default_config().symbols and cfg.assets == default_config().assets
     assert load_config(None).symbols == cfg.symbols
+    assert cfg.trusted_proxies == []  # X-Forwarded-For is not believed by default
+    own = parse_config(DEFAULT_TOML.replace("trusted_proxies = []",
+                                            'trusted_proxies = ["10.0.0.1"]'), "c.toml")
+    assert own.trusted_proxies == ["10.0.0.1"]
 
 
 SMALL = """
@@ -100,6 +104,8 @@ def test_a_file_sets_assets_symbols_and_server(tmp_path: Path) -> None:
     (('port = 9000', 'port = 70000'), "a port is 0..65535"),
     (('lot_size = "0.001"\n', '\n'), "lot_size is required"),
     (('[server]', '[server]\nx ='), "not valid TOML"),
+    (('fsync = "off"', 'fsync = "off"\ntrusted_proxies = "127.0.0.1"'),
+     "trusted_proxies: a list of addresses"),
 ])
 def test_errors_name_the_place_and_the_problem(patch: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from chainbook.domain.commands import CancelAll, CancelOrder
+from chainbook.domain.enums import OrderType, Reject, Side, SymbolStatus
 from chainbook.domain.events import OrderAccepted, OrderCanceled, Trade
-from chainbook.domain.instruments import SymbolSpec
+from chainbook.domain.instruments import BPS, SymbolSpec
 from chainbook.gateway import errors, render, schema
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.endpoint import Call, submit
@@ -86,10 +87,25 @@ async def new_order(ctx: GatewayContext, call: Call) -> Any:
 
 
 async def test_order(ctx: GatewayContext, call: Call) -> Any:
-    """POST /api/v3/order/test: validate everything, submit nothing."""
+    """POST /api/v3/order/test: validate everything, submit nothing.  Besides the static
+    filters, what the core would refuse by the symbol's state: not trading, outside the
+    price band, a LIMIT_MAKER that would take (against market data, which follows the
+    core batch by batch).  Balances are not checked (nor are they by Binance)."""
     spec = schema.symbol(ctx.core, call.params)
     order = schema.new_order(call.params, call.account, spec, None)
-    schema.check_filters(order.cmd, spec)
+    cmd = order.cmd
+    schema.check_filters(cmd, spec)
+    if ctx.core.status.get(spec.name, SymbolStatus.TRADING) != SymbolStatus.TRADING:
+        raise errors.reject_error(Reject.SYMBOL_NOT_TRADING)
+    if cmd.price is not None and spec.band_bps:
+        ref = ctx.market.reference_price(spec.name)
+        if ref and abs(cmd.price - ref) * BPS > ref * spec.band_bps:
+            raise errors.reject_error(Reject.PRICE_OUT_OF_BAND)
+    if cmd.type == OrderType.LIMIT_MAKER and cmd.price is not None:
+        bid, _, ask, _ = ctx.market.top(spec.name)
+        best = ask if cmd.side == Side.BUY else bid
+        if best and (cmd.price >= best if cmd.side == Side.BUY else cmd.price <= best):
+            raise errors.reject_error(Reject.WOULD_TAKE)
     return {}
 
 

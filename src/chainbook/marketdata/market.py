@@ -209,6 +209,19 @@ class MarketData:
         sd = self._sym(symbol)
         return {"symbol": symbol, "price": price_str(sd.spec, sd.rolling.last_price)}
 
+    def top(self, symbol: str) -> tuple[int, int, int, int]:
+        """``(bid, bid qty, ask, ask qty)`` in ticks and lots; zeros for an empty side."""
+        return self._sym(symbol).depth.top()
+
+    def reference_price(self, symbol: str) -> int:
+        """The core's reference for the price band (``SymbolState.reference_price``):
+        last trade price, else the mid of best bid and ask, else 0."""
+        sd = self._sym(symbol)
+        if sd.rolling.last_price:
+            return sd.rolling.last_price
+        bid, _, ask, _ = sd.depth.top()
+        return (bid + ask) // 2 if bid and ask else 0
+
     def book_ticker(self, symbol: str) -> Json:
         """Best bid and ask with their quantities."""
         sd = self._sym(symbol)

@@ -171,3 +171,35 @@ def test_my_trades_filters(gw: Gateway, alice: Signer, bob: Signer) -> None:
     t0 = gw.clock() - 500
     assert [t["id"] for t in alice.ccxt("GET", "/api/v3/myTrades", {
         "symbol": "BTCUSDT", "startTime": t0}).json()] == [3]
+
+
+def test_order_test_refuses_what_the_core_would_by_the_symbols_state(
+        gw: Gateway, alice: Signer, bob: Signer) -> None:
+    """order/test answers as order would (minus balances): the price band around the
+    last trade, a LIMIT_MAKER that would take, a symbol that is not trading."""
+    from chainbook.domain.commands import AddSymbol, SetSymbolStatus
+    from chainbook.domain.enums import SymbolStatus
+    from chainbook.domain.instruments import SymbolSpec
+
+    gw.core.apply(AddSymbol(SymbolSpec.from_decimal(
+        "ETHBTC", "ETH", "BTC", base_decimals=8, quote_decimals=8, tick_size="0.0001",
+        lot_size="0.01", band_bps=500)))
+    sell = {"symbol": "ETHBTC", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
+            "price": "0.0500", "quantity": "1.00"}
+    assert alice.ccxt("POST", ORDER, sell).status_code == 200
+    assert bob.ccxt("POST", ORDER, {**sell, "side": "BUY"}).json()["status"] == "FILLED"
+    alice.ccxt("POST", ORDER, {**sell, "price": "0.0510"})  # rests: best ask 0.0510
+    bad = [{**sell, "side": "BUY", "price": "0.0600"},  # 20% over the last trade
+           {**sell, "side": "BUY", "type": "LIMIT_MAKER", "price": "0.0510"}]
+    ok = {**sell, "side": "BUY", "price": "0.0490"}
+    for params in bad:
+        test = bob.ccxt("POST", ORDER + "/test", params)
+        real = bob.ccxt("POST", ORDER, params)
+        assert test.status_code == real.status_code == 400, params
+        assert test.json() == real.json(), params
+    assert bob.ccxt("POST", ORDER + "/test", ok).json() == {}
+    gw.core.apply(SetSymbolStatus("ETHBTC", SymbolStatus.HALTED))
+    test = bob.ccxt("POST", ORDER + "/test", ok)
+    real = bob.ccxt("POST", ORDER, ok)
+    assert test.status_code == real.status_code == 400
+    assert test.json() == real.json()

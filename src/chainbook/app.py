@@ -128,7 +128,7 @@ class Components:
 
 
 def build_app(config: Config, data_dir: str | os.PathLike[str], *,
-              demo: bool = False) -> tuple[Starlette, Components]:
+              demo: bool = False, accept_loss: bool = False) -> tuple[Starlette, Components]:
     """Build the Starlette app and its components for ``data_dir`` (not started yet:
     the app's lifespan starts and stops them)."""
     # the gateway and market data are imported here so the service modules stand alone
@@ -142,7 +142,7 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
     core = CoreService(data, config.assets, fsync=config.fsync,
-                       snapshot_every=config.snapshot_every)
+                       snapshot_every=config.snapshot_every, accept_loss=accept_loss)
     keys = KeyStore(data / KEYS_FILE)
     hub = Hub()
     market = MarketData(core, hub, clock_ms)

@@ -39,6 +39,7 @@ from chainbook.domain import commands as C
 from chainbook.domain.enums import OrderType, Side, TimeInForce
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.engine.state import state_hash
+from chainbook.journal.backend import LogError
 from chainbook.journal.recovery import DurableEngine
 from chainbook.jsonio import BadCommand, parse_command, render_event
 from chainbook.service.cli_commands import DEFAULT_DATA, CliError, add_service_commands
@@ -54,8 +55,11 @@ def _print(seq: int, events: Iterable[object]) -> None:
     out.flush()
 
 
-def _open(data: str) -> DurableEngine:
-    de = DurableEngine(data)
+def _open(data: str, accept_loss: bool = False) -> DurableEngine:
+    try:
+        de = DurableEngine(data, accept_loss=accept_loss)
+    except LogError as exc:  # locked, damaged: one line, as serve says it
+        raise CliError(f"cannot open {data}: {exc}") from None
     r = de.report
     print(f"# recovered {data}: seq {r.last_seq}, snapshot at {r.snapshot_seq}, "
           f"replayed {r.replayed} commands in {r.seconds:.3f} s", file=sys.stderr)
@@ -122,12 +126,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    with _open(args.data) as de:
+    with _open(args.data, getattr(args, "accept_data_loss", False)) as de:
         print(_json.encode({"last_seq": de.report.last_seq,
                             "snapshot_seq": de.report.snapshot_seq,
                             "replayed": de.report.replayed,
                             "seconds": round(de.report.seconds, 6),
                             "messages": de.report.messages,
+                            "skipped_snapshots": [
+                                {"path": p, "why": w} for p, w in de.report.skipped_snapshots],
                             "state_hash": state_hash(de.engine)}).decode())
     return 0
 
@@ -168,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                      ("snapshot", cmd_snapshot)):
         sp = sub.add_parser(name)
         sp.add_argument("--data", default=DEFAULT_DATA, help="data directory")
+        if name == "recover":
+            sp.add_argument("--accept-data-loss", action="store_true",
+                            help="recover even though acknowledged commands are damaged")
         sp.set_defaults(fn=fn)
     add_service_commands(sub)
     add_chain_commands(sub)  # deposit-address, withdraw, chain faucet|status

@@ -35,12 +35,13 @@ from chainbook.domain.commands import Command
 from chainbook.domain.events import Event
 from chainbook.engine.engine import Engine
 from chainbook.engine.state import import_state, state_hash
-from chainbook.journal.backend import FsyncPolicy, LogBackend, LogError
+from chainbook.journal.backend import CorruptLogError, FsyncPolicy, LogBackend, LogError
 from chainbook.journal.codec import RecordType
 from chainbook.journal.segment_log import (
     DEFAULT_SEGMENT_BYTES,
     SegmentLog,
     UnencodableEntry,
+    fsync_dir,
 )
 from chainbook.journal.snapshot import (
     SnapshotJob,
@@ -166,6 +167,7 @@ class DurableEngine:
         clock: Callable[[], float] = time.monotonic,
         command_log: LogBackend | None = None,
         event_log: LogBackend | None = None,
+        accept_loss: bool = False,
     ) -> None:
         t0 = time.perf_counter()
         self.dir = Path(directory)
@@ -176,20 +178,46 @@ class DurableEngine:
         self.snapshot_failures = 0  # snapshots that failed (to start or to be written)
         self.snapshots_written = 0
         try:
-            self.commands: LogBackend = command_log or SegmentLog(
-                self.dir / "commands", RecordType.COMMAND, segment_bytes=segment_bytes,
-                fsync=fsync, fsync_interval_ms=fsync_interval_ms,
-                background=background_sync, verify=verify_log, clock=clock)
             # events derive from durable commands: written, never fsynced (module doc)
             self.events: LogBackend | None = None
+            moved_events: str | None = None
             if events:
-                self.events = event_log or SegmentLog(
-                    self.dir / "events", RecordType.EVENTS, segment_bytes=segment_bytes,
-                    fsync=FsyncPolicy.OFF, verify=verify_log)
+                try:
+                    self.events = event_log or SegmentLog(
+                        self.dir / "events", RecordType.EVENTS,
+                        segment_bytes=segment_bytes, fsync=FsyncPolicy.OFF,
+                        verify=verify_log)
+                except CorruptLogError as exc:
+                    if event_log is not None:
+                        raise
+                    # derived data: set the damaged journal aside and write it again
+                    # from the command log (a full replay, see _recover)
+                    moved_events = f"{exc}; moved to {self._set_aside_events()}"
+                    self.events = SegmentLog(
+                        self.dir / "events", RecordType.EVENTS,
+                        segment_bytes=segment_bytes, fsync=FsyncPolicy.OFF,
+                        verify=verify_log)
             self.store = SnapshotStore(self.dir / "snapshots", keep=keep_snapshots)
+            keep = self._keep = 0 if accept_loss else self._acknowledged(FsyncPolicy(fsync))
+            try:
+                self.commands: LogBackend = command_log or SegmentLog(
+                    self.dir / "commands", RecordType.COMMAND, segment_bytes=segment_bytes,
+                    fsync=fsync, fsync_interval_ms=fsync_interval_ms,
+                    background=background_sync, verify=verify_log, clock=clock,
+                    keep_seq=keep)
+            except CorruptLogError as exc:
+                if keep and "was acknowledged" in exc.reason:
+                    raise RecoveryError(f"{exc}. Nothing was changed. Restore the command "
+                                        "log from a backup, or start with accept_loss "
+                                        "(chainbook serve --accept-data-loss) to drop them "
+                                        "for good") from exc
+                raise
             # a forked writer closes every inherited fd (the LOCK too) but its pipe
             self.writer = SnapshotWriter(self.store, snapshot_mode)
             self.report = RecoveryReport()
+            if moved_events is not None:
+                self.report.messages.append(f"event journal damaged, rebuilt from the "
+                                            f"command log: {moved_events}")
             self.engine = self._recover(book_factory, verify_import)
             self.report.seconds = time.perf_counter() - t0
         except BaseException:
@@ -208,11 +236,37 @@ class DurableEngine:
 
     # --- recovery --------------------------------------------------------------------
 
+    def _set_aside_events(self) -> str:
+        """Rename ``events/`` to the first free ``events.damaged-<n>``; return it."""
+        n = 1
+        while (self.dir / f"events.damaged-{n}").exists():
+            n += 1
+        dst = self.dir / f"events.damaged-{n}"
+        os.replace(self.dir / "events", dst)
+        fsync_dir(self.dir)
+        return str(dst)
+
+    def _acknowledged(self, policy: FsyncPolicy) -> int:
+        """The highest seq other durable files prove was acknowledged: a snapshot is
+        taken only after an fsync of everything applied (any policy), and with fsync
+        ``every`` the event journal is written only for fsynced commands.  The command
+        log must reach it: a tail cut below it would drop acknowledged commands (and
+        their events, and the snapshot would be skipped and later loaded again), so
+        opening refuses instead, unless ``accept_loss``."""
+        seqs = self.store.seqs()
+        keep = seqs[-1] if seqs else 0
+        if policy is FsyncPolicy.EVERY and self.events is not None:
+            keep = max(keep, self.events.last_seq)
+        return keep
+
     def _recover(self, book_factory: Callable[[], Any], verify_import: bool) -> Engine:
         rep = self.report
         cmds, evs = self.commands, self.events
         rep.messages.extend(cmds.recovery_messages)
         n = cmds.last_seq
+        if n < self._keep:  # a plugged-in backend that does not check keep_seq itself
+            raise RecoveryError(f"the command log ends at seq {n}, but seq {self._keep} was "
+                                "acknowledged (the event journal or a snapshot holds it)")
         e = n
         if evs is not None:
             rep.messages.extend(evs.recovery_messages)
@@ -224,6 +278,9 @@ class DurableEngine:
                                     f"log (seq {n + 1}..{e}): dropped")
                 e = n
         rep.messages.extend(f"removed stale temp file {p}" for p in self.store.clean_temp())
+        # snapshots beyond the log (only with accept_loss): set aside, never loaded later
+        rep.messages.extend(f"snapshot beyond the log's end moved aside: {p}"
+                            for p in self.store.set_aside_beyond(n))
         t0 = time.perf_counter()
         snap, rep.skipped_snapshots = self.store.newest_valid(min(n, e))
         engine = Engine(book_factory)

@@ -115,7 +115,12 @@ class SegmentLog:
         background: bool = False,
         verify: str = "all",
         clock: Callable[[], float] = time.monotonic,
+        keep_seq: int = 0,
     ) -> None:
+        """``keep_seq``: the caller knows entries up to it were acknowledged (another
+        durable file holds them): opening refuses, before cutting anything, a log whose
+        valid entries end before it, as damage to acknowledged data rather than a torn
+        tail."""
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
         if verify not in ("all", "tail"):
@@ -128,6 +133,7 @@ class SegmentLog:
         self.interval = fsync_interval_ms / 1000.0
         self.readonly = readonly
         self._clock = clock
+        self.keep_seq = keep_seq
         # the buffer, encoded in one msgspec call per frame at commit; both lists live
         # as long as the log (cleared in place, never replaced), so
         # ``pending_appenders`` can hand out their bound ``append`` methods
@@ -205,6 +211,11 @@ class SegmentLog:
                 raise CorruptLogError(str(path), stop.offset, f"{stop.reason}; {where}, so "
                                       "this is damage to acknowledged data, not a torn tail")
             kind = "torn" if isinstance(stop, TornTail) else "corrupt"
+            if expected - 1 < self.keep_seq:
+                raise CorruptLogError(str(path), stop.offset, (
+                    f"{kind} record ({stop.reason}): the log would end at seq "
+                    f"{expected - 1}, but seq {self.keep_seq} was acknowledged, so this is "
+                    "damage to acknowledged data, not a torn tail"))
             action = "left alone (read-only)" if self.readonly else "cut"
             msg = (f"{path}: {kind} tail record at byte {stop.offset} ({stop.reason}); "
                    f"{len(data) - stop.offset} bytes {action}, log ends at seq "
@@ -217,6 +228,11 @@ class SegmentLog:
                     f.truncate(stop.offset)
                     f.flush()
                     os.fsync(f.fileno())
+        if expected - 1 < self.keep_seq:
+            where = str(segs[-1][1]) if segs else str(self.dir)
+            raise CorruptLogError(where, 0, f"the log ends at seq {expected - 1}, but seq "
+                                  f"{self.keep_seq} was acknowledged: acknowledged entries "
+                                  "are missing")
         self._segments = segs
         self._written = self._durable = expected - 1
         report.segments = len(segs)
@@ -246,8 +262,7 @@ class SegmentLog:
         path = self.dir / segment_name(first_seq)
         self._open_fd(path)
         self._segments.append((first_seq, path))
-        if self.policy is not FsyncPolicy.OFF:
-            fsync_dir(self.dir)
+        fsync_dir(self.dir)  # any policy: see _roll
 
     # --- append and commit -----------------------------------------------------------
 
@@ -354,10 +369,20 @@ class SegmentLog:
         self._written += k
 
     def _roll(self, first_seq: int) -> None:
-        """Close the current segment (synced unless the policy is OFF), start a new one."""
+        """Close the current segment, synced, and start a new one.  Under every policy,
+        OFF too (once per segment): opening treats damage in a segment that has a
+        successor as damage to acknowledged data, so an older segment must be on disk
+        (an event journal, written with OFF, was refused after an OS crash otherwise)."""
         with self._fd_lock:
-            if self.policy is not FsyncPolicy.OFF and self._written > self._durable:
-                self._fsync_locked()
+            if self.policy is not FsyncPolicy.OFF:
+                if self._written > self._durable:
+                    self._fsync_locked()
+            else:
+                try:
+                    _datasync(self._fd)
+                except OSError as exc:
+                    self._failed = exc
+                    raise LogError(f"{self.dir}: fsync failed: {exc}") from exc
             os.close(self._fd)
             self._fd = -1
             self._new_segment(first_seq)

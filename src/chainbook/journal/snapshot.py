@@ -172,6 +172,21 @@ class SnapshotStore:
                 skipped.append((path, str(exc)))
         return None, skipped
 
+    def set_aside_beyond(self, last_seq: int) -> list[str]:
+        """Rename the snapshots with a seq above ``last_seq`` (a log that lost its tail)
+        to ``<name>.beyond-log`` so that no later start loads them; return their new
+        paths."""
+        moved = []
+        for seq in self.seqs():
+            if seq > last_seq:
+                src = self.path(seq)
+                dst = src.with_name(src.name + ".beyond-log")
+                os.replace(src, dst)
+                moved.append(str(dst))
+        if moved:
+            fsync_dir(self.dir)
+        return moved
+
     def prune(self) -> None:
         """Delete all but the newest ``keep`` snapshots."""
         for seq in self.seqs()[:-self.keep]:

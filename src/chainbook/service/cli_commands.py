@@ -46,6 +46,9 @@ def add_service_commands(sub: Any) -> None:
     sp.add_argument("--demo", action="store_true", help="create funded demo accounts")
     sp.add_argument("--fsync", choices=("every", "interval", "off"))
     sp.add_argument("--multicast", metavar="GROUP:PORT", help="send hot ticks by UDP")
+    sp.add_argument("--accept-data-loss", action="store_true",
+                    help="start even though the command log lost acknowledged commands "
+                         "(docs/journal.md, Recovery); dropped for good")
     sp.set_defaults(fn=cmd_serve)
 
     acc = sub.add_parser("account", help="accounts").add_subparsers(dest="op", required=True)
@@ -119,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc_file = os.environ.get(GC_STATS_ENV)
     gc_stats = install_gc_stats() if gc_file else None  # the benchmarks' GC pauses
     data = Path(args.data)
-    app, comps = build_app(config, data, demo=args.demo)
+    app, comps = build_app(config, data, demo=args.demo, accept_loss=args.accept_data_loss)
     # httptools and uvloop named explicitly (both pinned): "auto" falls back silently, and
     # Server.serve() under asyncio.run never installs uvloop (docs/gateway-performance.md).
     # permessage-deflate off: it compresses every frame once per subscriber (Binance's

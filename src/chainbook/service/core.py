@@ -79,6 +79,7 @@ class CoreService:
         snapshot_mode: str = "fork",
         max_batch: int = 4096,
         clock_ns: Callable[[], int] = time.time_ns,
+        accept_loss: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.assets = dict(assets)
@@ -89,6 +90,7 @@ class CoreService:
         self._snapshot_every = snapshot_every
         self._snapshot_mode = snapshot_mode
         self._max_batch = max_batch
+        self._accept_loss = accept_loss  # DurableEngine(accept_loss): serve --accept-data-loss
         self._clock = clock_ns
         self._listeners: list[Listener] = []
         self._core_listeners: list[CoreListener] = []
@@ -160,12 +162,14 @@ class CoreService:
     def _open(self) -> DurableEngine:
         de = DurableEngine(self.data_dir, fsync=self._fsync,
                            fsync_interval_ms=self._interval * 1000.0,
-                           snapshot_mode=self._snapshot_mode)
+                           snapshot_mode=self._snapshot_mode, accept_loss=self._accept_loss)
         r = self.recovery = de.report
         log.info("recovered %s: seq %d, snapshot at %d, replayed %d commands in %.3f s",
                  self.data_dir, r.last_seq, r.snapshot_seq, r.replayed, r.seconds)
         for m in r.messages:
             log.warning("recovery: %s", m)
+        for path, why in r.skipped_snapshots:
+            log.warning("recovery: snapshot %s not used: %s", path, why)
         return de
 
     async def _replay_history(self, de: DurableEngine) -> None:
@@ -318,6 +322,13 @@ class CoreService:
         except (LogError, EngineFailure) as exc:
             log.error("commit failed; the core stops taking commands: %s", exc)
             self._failure = self._failure or exc
+            # the command log may have committed before the failure (the event journal's
+            # write failed after it): those commands are durable, so they are answered as
+            # done (a restart rewrites their events from the command log); the rest fail
+            durable = de.commands.durable_seq
+            if durable > self._durable:
+                self._durable = durable
+                self._release(durable)
             err = self._unavailable()
             self._hand_over([_Done(d.item, [], err) for d in self._waiting], deliver=False)
             self._waiting = []

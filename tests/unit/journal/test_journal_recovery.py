@@ -18,6 +18,7 @@ from chainbook.journal.recovery import (
     DurableEngine,
     EngineFailure,
     JournalLocked,
+    RecoveryError,
     recover,
 )
 from chainbook.journal.segment_log import SegmentLog, list_segments
@@ -109,13 +110,61 @@ def test_torn_command_tail_at_every_offset_is_cut_and_never_applied(tmp_path):
         d = tmp_path / f"c{cut}"
         shutil.copytree(orig, d)
         (d / "commands" / seg[1].name).write_bytes(data[:cut])
-        engine, n, report = recover(d)
+        # the event journal holds seq 64, written only once 61..64 were fsynced: the
+        # "torn tail" is damage to acknowledged commands, refused before anything is cut
+        with pytest.raises(RecoveryError, match="seq 64 was acknowledged"):
+            recover(d)
+        assert (d / "commands" / seg[1].name).read_bytes() == data[:cut]
+        engine, n, report = recover(d, accept_loss=True)  # the operator accepts the loss
         assert n == 60 and state_hash(engine) == want, cut
         assert any("torn tail record" in m for m in report.messages)
         # the event journal held events of the cut commands: they are dropped too
         assert report.events_dropped == 4
         assert [s for s, _, _ in _journal(d)] == list(range(1, 61))
         shutil.rmtree(d)
+
+
+def test_a_tail_torn_before_it_was_durable_is_cut_without_being_asked(tmp_path):
+    """A crash while writing a batch: its commands are not fsynced, so there are no events
+    for them; the torn tail is cut and nothing acknowledged is lost."""
+    orig = tmp_path / "orig"
+    with DurableEngine(orig) as de:
+        _run(de, 0, 60, batch=30)
+        for cmd, ts in STREAM[60:64]:
+            de.submit(cmd, ts)
+        de.commands.commit()  # written (and synced) but the events are not written yet
+        shutil.copytree(orig, tmp_path / "crash")
+    (seg,) = list_segments(tmp_path / "crash" / "commands")
+    data = seg[1].read_bytes()
+    last = scan_frames(data)[0][-1]
+    seg[1].write_bytes(data[:last.end - 3])
+    engine, n, report = recover(tmp_path / "crash")
+    assert n == 60 and state_hash(engine) == state_hash(_reference(60)[0])
+    assert any("torn tail record" in m for m in report.messages)
+
+
+def test_a_snapshot_beyond_a_damaged_log_is_refused_then_set_aside(tmp_path):
+    """A snapshot is taken only after an fsync of everything applied: a command log that
+    ends before it lost acknowledged commands.  Refused; accepted, the snapshot is moved
+    aside so that no later start loads it over a log that has gone another way."""
+    with DurableEngine(tmp_path, fsync="off", snapshot_mode="inline") as de:
+        _run(de, 0, 300, batch=50)
+        de.snapshot(wait=True)
+        _run(de, 300, 320, batch=20)
+    (seg,) = list_segments(tmp_path / "commands")
+    data = seg[1].read_bytes()
+    frames, _ = scan_frames(data)
+    cut = next(f for f in frames if f.first_seq > 200)
+    seg[1].write_bytes(data[:cut.offset + 5])  # a "torn" tail at seq 200
+    with pytest.raises(RecoveryError, match=r"seq 3[02]0 was acknowledged.*accept-data-loss"):
+        recover(tmp_path)
+    engine, n, report = recover(tmp_path, accept_loss=True)
+    assert n == 200 and report.snapshot_seq == 0
+    assert state_hash(engine) == state_hash(_reference(200)[0])
+    assert any("moved aside" in m for m in report.messages)
+    assert list((tmp_path / "snapshots").glob("*.beyond-log"))
+    engine, n, report = recover(tmp_path)  # later starts: no error, the snapshot is gone
+    assert n == 200 and report.snapshot_seq == 0
 
 
 def test_a_flipped_byte_in_an_acknowledged_command_is_an_error(tmp_path):
@@ -139,6 +188,24 @@ def test_a_missing_event_journal_is_rebuilt_from_the_commands(tmp_path):
     assert [e for _, _, e in _journal(tmp_path)] == ref_events
     _, _, report = recover(tmp_path)
     assert report.events_rewritten == 0
+
+
+def test_a_damaged_older_event_segment_is_set_aside_and_rebuilt(tmp_path):
+    """The event journal is derived from the commands: damage in one of its older
+    segments (after an OS crash it was never fsynced before segments rolled) does not
+    stop the start: it is moved aside and written again from the command log."""
+    ref_events = _reference(900)[1]
+    with DurableEngine(tmp_path, segment_bytes=8 << 10) as de:
+        _run(de, 0, 900)
+    segs = list_segments(tmp_path / "events")
+    assert len(segs) > 2
+    older = segs[1][1]
+    older.write_bytes(older.read_bytes()[:-100])  # lost writeback of an older segment
+    _, n, report = recover(tmp_path, segment_bytes=8 << 10)
+    assert n == 900 and report.events_rewritten == 900
+    assert any("event journal damaged, rebuilt" in m for m in report.messages)
+    assert [e for _, _, e in _journal(tmp_path)] == ref_events
+    assert (tmp_path / "events.damaged-1").is_dir()
 
 
 def test_events_are_written_only_for_commands_that_are_durable(tmp_path):

@@ -44,6 +44,7 @@ DEMO_FUNDS = (("BTC", "10"), ("ETH", "100"), ("USDT", "1000000"))
 DEMO_FILE = "demo-accounts.json"
 KEYS_FILE = "gateway.sqlite"
 CHAIN_FREEZE_POLL_S = 0.25  # how often start-up checks whether the chain has connected
+GRANT_CHECK_S = 1.0  # how often ended listenKeys and revoked API keys cut user streams
 
 
 def clock_ms() -> int:
@@ -73,6 +74,7 @@ class Components:
     chain: Any = None  # chainbook.chain.chainservice.ChainService when [chain] enabled
     demo_file: Path | None = None
     _market_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _grants_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -101,6 +103,18 @@ class Components:
         if self.chain is not None:
             await self.chain.start()
         self._market_task = asyncio.create_task(self.market.run(), name="market-timers")
+        self._grants_task = asyncio.create_task(self._check_grants(), name="user-grants")
+
+    async def _check_grants(self) -> None:
+        """Every second: end the user-data streams whose listenKey or API key went away
+        (``Hub.end_revoked_users``; a revoke from the CLI reaches the key cache within
+        ``KeyStore.recheck_s``)."""
+        while True:
+            await asyncio.sleep(GRANT_CHECK_S)
+            try:
+                self.hub.end_revoked_users(clock_ms())
+            except Exception:  # a bug here must not stop the checks
+                log.exception("user-data grant check failed")
 
     async def stop(self) -> None:
         """Stop taking commands, commit and close the core, then the rest. Idempotent."""
@@ -113,6 +127,8 @@ class Components:
             await self.core.stop()
         finally:
             self.market.stop()
+            if self._grants_task is not None:
+                self._grants_task.cancel()
             task = self._market_task
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -63,6 +63,7 @@ class Conn:
         self.combined = combined
         self.streams: set[str] = set()
         self.user_subs: dict[int | None, int] = {}
+        self.user_grants: dict[int | None, Grant] = {}  # what keeps each one allowed
         self.next_sub_id = 0
         self.close_code: int | None = None
         self.close_reason = ""
@@ -137,6 +138,14 @@ class Conn:
 
 
 UserSub = tuple[Conn, int | None]  # (connection, ws-api subscription id or None = raw)
+
+
+class Grant(NamedTuple):
+    """Why a user-data subscription may go on: ``valid()`` is checked every second
+    (``end_revoked_users``); ``listen_key`` names the legacy stream's key, None for ws-api."""
+
+    valid: Callable[[], bool]
+    listen_key: str | None = None
 
 
 class Hub:
@@ -250,20 +259,25 @@ class Hub:
 
     # --- user data -----------------------------------------------------------------
 
-    def subscribe_user(self, conn: Conn, account: int, wrapped: bool) -> int | None:
+    def subscribe_user(self, conn: Conn, account: int, wrapped: bool,
+                       grant: Grant | None = None) -> int | None:
         """Route ``account``'s events to ``conn``; return the new subscription id
-        (``wrapped``: ws-api framing) or None (legacy listenKey, raw framing)."""
+        (``wrapped``: ws-api framing) or None (legacy listenKey, raw framing).  With a
+        ``grant``, the subscription ends when it no longer holds (``end_revoked_users``)."""
         sub_id: int | None = None
         if wrapped:
             sub_id = conn.next_sub_id
             conn.next_sub_id += 1
         conn.user_subs[sub_id] = account
+        if grant is not None:
+            conn.user_grants[sub_id] = grant
         self._users.setdefault(account, set()).add((conn, sub_id))
         return sub_id
 
     def unsubscribe_user(self, conn: Conn, sub_id: int | None) -> bool:
         """Stop subscription ``sub_id`` of ``conn``; False if it did not exist."""
         account = conn.user_subs.pop(sub_id, None)
+        conn.user_grants.pop(sub_id, None)
         if account is None:
             return False
         subs = self._users.get(account)
@@ -272,6 +286,25 @@ class Hub:
             if not subs:
                 del self._users[account]
         return True
+
+    def end_revoked_users(self, now_ms: int) -> int:
+        """End every user-data subscription whose grant no longer holds (a listenKey
+        deleted or expired, an API key revoked): the client gets Binance's closing event
+        (``listenKeyExpired`` on a listenKey stream, ``eventStreamTerminated`` on ws-api)
+        and nothing of the account after it; the connection stays open.  Returns how many
+        ended.  O(user-data subscriptions)."""
+        ended = [(conn, sub_id, grant) for subs in self._users.values()
+                 for conn, sub_id in subs
+                 if (grant := conn.user_grants.get(sub_id)) is not None and not grant.valid()]
+        for conn, sub_id, grant in ended:
+            if sub_id is None:
+                self.reply(conn, {"e": "listenKeyExpired", "E": now_ms,
+                                  "listenKey": grant.listen_key})
+            else:
+                self.reply(conn, {"subscriptionId": sub_id,
+                                  "event": {"e": "eventStreamTerminated", "E": now_ms}})
+            self.unsubscribe_user(conn, sub_id)
+        return len(ended)
 
     def wants_user(self, account: int) -> bool:
         """True if some connection listens to ``account``'s user data."""

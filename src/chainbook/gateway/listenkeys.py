@@ -4,6 +4,10 @@ A listenKey is 64 random alphanumerics naming one account's user-data stream.  P
 returns the account's current key while it is valid (Binance does the same, so several
 watchers share one stream); a key expires 60 minutes after its creation or last
 keepalive.  Keys live in memory only: clients create a new one after a restart.
+
+A listenKey is a bearer token for the account's stream, so it also ends when no API key
+that created it or kept it alive is active any more (``valid``): revoking an API key cuts
+the streams opened with a listenKey only that key obtained (the hub checks every second).
 """
 
 from __future__ import annotations
@@ -24,30 +28,42 @@ class ListenKeys:
         self.ttl_ms = ttl_ms
         self._keys: dict[str, tuple[int, int]] = {}  # key -> (account, expires at ms)
         self._by_account: dict[int, str] = {}
+        self._api_keys: dict[str, set[str]] = {}  # listenKey -> API keys that used it
 
-    def create(self, account: int) -> str:
-        """Return ``account``'s valid key (kept alive), or a new one."""
+    def create(self, account: int, api_key: str = "") -> str:
+        """Return ``account``'s valid key (kept alive), or a new one; ``api_key`` (the
+        caller's) is one of those that keep it valid."""
         key = self._by_account.get(account)
-        if key is not None and self.account_for(key) == account:
-            self._keys[key] = (account, self.clock_ms() + self.ttl_ms)
-            return key
-        key = "".join(secrets.choice(_ALPHABET) for _ in range(64))
+        if key is None or self.account_for(key) != account:
+            key = "".join(secrets.choice(_ALPHABET) for _ in range(64))
+            self._by_account[account] = key
+            self._api_keys[key] = set()
         self._keys[key] = (account, self.clock_ms() + self.ttl_ms)
-        self._by_account[account] = key
+        if api_key:
+            self._api_keys[key].add(api_key)
         return key
 
-    def keepalive(self, key: str, account: int) -> bool:
+    def keepalive(self, key: str, account: int, api_key: str = "") -> bool:
         """Extend ``key`` by the TTL; False if it is unknown, expired or not ``account``'s."""
         if self.account_for(key) != account:
             return False
         self._keys[key] = (account, self.clock_ms() + self.ttl_ms)
+        if api_key:
+            self._api_keys[key].add(api_key)
         return True
+
+    def valid(self, key: str, account: int, active: Callable[[str], bool]) -> bool:
+        """``key`` is ``account``'s, not expired, and one of the API keys that created or
+        kept it alive is still ``active`` (a key made without one only expires)."""
+        used = self._api_keys.get(key)
+        return self.account_for(key) == account and (not used or any(map(active, used)))
 
     def close(self, key: str, account: int) -> bool:
         """Delete ``key``; False if it is unknown, expired or not ``account``'s."""
         if self.account_for(key) != account:
             return False
         del self._keys[key]
+        self._api_keys.pop(key, None)
         self._by_account.pop(account, None)
         return True
 
@@ -59,6 +75,7 @@ class ListenKeys:
         account, expires = entry
         if self.clock_ms() >= expires:
             del self._keys[key]
+            self._api_keys.pop(key, None)
             if self._by_account.get(account) == key:
                 del self._by_account[account]
             return None

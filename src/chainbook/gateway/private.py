@@ -192,15 +192,19 @@ async def my_trades(ctx: GatewayContext, call: Call) -> Any:
 
 async def new_listen_key(ctx: GatewayContext, call: Call) -> Any:
     """POST /api/v3/userDataStream: the account's listenKey (the same while valid)."""
-    return {"listenKey": ctx.views.listen_keys.create(call.account)}
+    return {"listenKey": ctx.views.listen_keys.create(call.account, _api_key(call))}
 
 
 async def keepalive_listen_key(ctx: GatewayContext, call: Call) -> Any:
     """PUT /api/v3/userDataStream."""
     key = schema.required(call.params, "listenKey")
-    if not ctx.views.listen_keys.keepalive(key, call.account):
+    if not ctx.views.listen_keys.keepalive(key, call.account, _api_key(call)):
         raise errors.bad_listen_key()
     return {}
+
+
+def _api_key(call: Call) -> str:
+    return call.key.key if call.key is not None else ""
 
 
 async def close_listen_key(ctx: GatewayContext, call: Call) -> Any:
@@ -208,4 +212,5 @@ async def close_listen_key(ctx: GatewayContext, call: Call) -> Any:
     key = schema.required(call.params, "listenKey")
     if not ctx.views.listen_keys.close(key, call.account):
         raise errors.bad_listen_key()
+    ctx.hub.end_revoked_users(ctx.clock_ms())  # its streams stop now, not in a second
     return {}

@@ -33,7 +33,7 @@ from starlette.websockets import (
 )
 
 from chainbook.gateway.context import GatewayContext
-from chainbook.gateway.hub import Conn, Hub
+from chainbook.gateway.hub import Conn, Grant, Hub
 from chainbook.gateway.ws_api import MAX_FRAME, ApiSession
 from chainbook.gateway.wsdirect import direct_writer
 
@@ -46,6 +46,7 @@ _KIND = re.compile(
     r"|kline_(?:" + "|".join(INTERVALS) + r"))"
 )
 ALL_MARKET = frozenset({"!ticker@arr", "!miniTicker@arr"})
+_LISTEN_KEY = re.compile(r"[A-Za-z0-9]{64}")
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, OSError)  # the peer went away
 
 
@@ -187,8 +188,15 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
     ``/ws-api/v3``)."""
     hub: Hub = ctx.hub
 
+    def active_key(account: int) -> Callable[[str], bool]:
+        """An API key is still good for ``account``'s user data."""
+        def active(api_key: str) -> bool:
+            info = ctx.keys.get_key(api_key)
+            return info is not None and info.account == account and "read" in info.perms
+        return active
+
     async def streams(ws: WebSocket, names: list[str], combined: bool,
-                      account: int | None = None) -> None:
+                      account: int | None = None, listen_key: str = "") -> None:
         session = StreamSession(ctx, hub.open(combined))
         try:
             if session.check(names) is not None:
@@ -197,7 +205,9 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
             await ws.accept()
             session.conn.direct = direct_writer(ws)  # frames straight to the transport
             if account is not None:
-                hub.subscribe_user(session.conn, account, wrapped=False)
+                keys, active = ctx.views.listen_keys, active_key(account)
+                hub.subscribe_user(session.conn, account, wrapped=False, grant=Grant(
+                    lambda: keys.valid(listen_key, account, active), listen_key))
             session.subscribe(names)
             await run_session(ws, hub, session.conn, session.on_text)
         finally:
@@ -210,7 +220,9 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
         tail: str = ws.path_params["tail"]
         account = ctx.views.listen_keys.account_for(tail)
         if account is not None:
-            await streams(ws, [], combined=False, account=account)
+            await streams(ws, [], combined=False, account=account, listen_key=tail)
+        elif _LISTEN_KEY.fullmatch(tail):  # unknown, expired or deleted: say so (403)
+            await ws.close(1008, "invalid listenKey")
         elif "@" in tail or tail.startswith("!"):
             await streams(ws, [tail], combined=False)
         else:  # ccxt's /ws/0, /ws/1 ...: subscribe later
@@ -221,7 +233,7 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
         await streams(ws, list(dict.fromkeys(names)), combined=True)
 
     async def ws_api(ws: WebSocket) -> None:
-        session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms)
+        session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms, active_key)
         try:
             await ws.accept()
             session.conn.direct = direct_writer(ws)

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from chainbook.gateway.context import Keys
-from chainbook.gateway.hub import Conn, Hub
+from chainbook.gateway.hub import Conn, Grant, Hub
 
 DEFAULT_RECV_WINDOW = 5000  # ms
 MAX_RECV_WINDOW = 60000  # ms
@@ -122,11 +122,15 @@ def authenticate(params: dict[str, Any], keys: Keys, now_ms: int) -> int:
 class ApiSession:
     """State of one ``/ws-api/v3`` connection: its ``Conn`` and user subscriptions."""
 
-    def __init__(self, hub: Hub, conn: Conn, keys: Keys, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, hub: Hub, conn: Conn, keys: Keys, clock_ms: Callable[[], int],
+                 active_key: Callable[[int], Callable[[str], bool]] | None = None) -> None:
         self.hub = hub
         self.conn = conn
         self.keys = keys
         self.clock_ms = clock_ms
+        # account -> "is this API key still good for its user data" (ws.py); None: the
+        # subscription is not re-checked (tests of the protocol alone)
+        self.active_key = active_key
         self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _: {},
             "time": lambda _: {"serverTime": self.clock_ms()},
@@ -153,7 +157,8 @@ class ApiSession:
                 params = {}
             if not isinstance(params, dict):
                 raise ApiError(400, -1100, "Malformed request: 'params' must be an object.")
-            handler = self.methods.get(request.get("method"))  # type: ignore[arg-type]
+            method = request.get("method")
+            handler = self.methods.get(method) if isinstance(method, str) else None
             if handler is None:
                 raise UNSUPPORTED
             result = handler(params)
@@ -174,7 +179,11 @@ class ApiSession:
             raise ApiError(400, -1100, f"Too many subscriptions (max {MAX_USER_SUBS}).")
         # Registered before the reply is queued, but both happen before the event loop
         # can run a publisher, so the reply is always the first frame of the subscription.
-        sub_id = self.hub.subscribe_user(self.conn, account, wrapped=True)
+        grant = None
+        if self.active_key is not None:
+            active, api_key = self.active_key(account), str(params["apiKey"])
+            grant = Grant(lambda: active(api_key))  # ends when the key is revoked
+        sub_id = self.hub.subscribe_user(self.conn, account, wrapped=True, grant=grant)
         return {"subscriptionId": sub_id}
 
     def unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:

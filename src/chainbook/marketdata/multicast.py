@@ -176,10 +176,18 @@ class TickSender:
 
 
 class TickListener:
-    """Receives the stream, prints a line per datagram and fills gaps via ``resend_addr``."""
+    """Receives the stream, prints a line per datagram and fills gaps via ``resend_addr``.
+
+    Gaps are asked for in runs of at most ``ROUND`` datagrams at a time, the next round
+    once the previous one has arrived (or after ``RETRY_S``): a gap of thousands asked at
+    once would come back faster than a UDP receive buffer holds.  A datagram with a lower
+    sequence number than expected but a newer timestamp than any seen is a restarted
+    sender (sequence numbers start again at 1), not a duplicate: the listener follows it."""
 
     RETRY_S = 0.3
     ATTEMPTS = 3
+    ROUND = 256  # datagrams asked for and not yet received, at most
+    RCVBUF = 4 << 20
 
     def __init__(self, group: str = GROUP, port: int = PORT,
                  resend_addr: tuple[str, int] | None = None, out: TextIO | None = None,
@@ -189,6 +197,8 @@ class TickListener:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((group, port))
+        # as large as the kernel allows (net.core.rmem_max caps it)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RCVBUF)
         if _is_multicast(group):
             mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(interface))
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
@@ -197,8 +207,13 @@ class TickListener:
         self.req.bind((interface, 0))
         self.resend_addr = resend_addr
         self.out = out
+        self.req.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RCVBUF)
         self.expected: int | None = from_seq  # next sequence number due
-        self.missing: dict[int, tuple[float, int]] = {}  # seq -> (last asked, attempts)
+        # seq -> (last asked, attempts), in increasing seq (gaps are found in order)
+        self.missing: dict[int, tuple[float, int]] = {}
+        self.in_flight = 0  # asked in the current round and not received
+        self.newest_ts = 0  # of any stream datagram received
+        self.restarts = 0
         self.received: list[ticks.Tick] = []
         self.lost: list[int] = []  # gaps the sender could not fill
         self.unavailable: list[ticks.NotAvailable] = []
@@ -212,7 +227,7 @@ class TickListener:
             for s in ready:
                 self._handle(s.recv(2048))
                 idle_since = time.monotonic()
-            self._retry()
+            self._pump()
             if not ready and timeout is not None and time.monotonic() - idle_since > timeout:
                 break
         return self.received
@@ -228,23 +243,35 @@ class TickListener:
             for s in range(tick.from_seq, tick.from_seq + tick.count):
                 if self.missing.pop(s, None) is not None:
                     self.lost.append(s)
+                    self.in_flight -= 1
             self._print(ticks.describe(tick))
+            self._pump()
             return
         seq, resent = tick.seq, False
+        if self.expected is not None and seq < self.expected and seq not in self.missing \
+                and tick.ts > self.newest_ts:
+            self.restarts += 1  # a restarted sender: its sequence starts again
+            self._print(f"sender restarted: sequence reset at {seq} (was {self.expected})")
+            self.missing.clear()
+            self.in_flight = 0
+            self.expected = None
         if self.expected is None or seq == self.expected:
             self.expected = seq + 1
         elif seq > self.expected:
             gap = range(self.expected, seq)
-            now = time.monotonic()
             for s in gap:
-                self.missing[s] = (now, 1)
+                self.missing[s] = (0.0, 0)
             self._print(f"gap {gap.start}..{gap.stop - 1} detected")
-            self._ask(gap.start, len(gap))
             self.expected = seq + 1
+            self._pump()
         elif self.missing.pop(seq, None) is not None:
             resent = True
+            self.in_flight -= 1
+            if self.in_flight <= 0:
+                self._pump()
         else:
             return  # a duplicate
+        self.newest_ts = max(self.newest_ts, tick.ts)
         self.received.append(tick)
         self._print(ticks.describe(tick, resent))
 
@@ -252,21 +279,41 @@ class TickListener:
         if self.resend_addr is not None:
             self.req.sendto(ticks.pack_request(from_seq, count), self.resend_addr)
 
-    def _retry(self) -> None:
-        """Ask again for gaps still open after RETRY_S; give up after ATTEMPTS."""
+    def _pump(self) -> None:
+        """Start the next round of requests when the last one is done or stale: the
+        oldest missing datagrams not asked within RETRY_S, at most ROUND of them, in
+        contiguous runs; one given up after ATTEMPTS asks is lost."""
         if not self.missing:
+            self.in_flight = 0
             return
         now = time.monotonic()
-        for s, (asked, attempts) in sorted(self.missing.items()):
-            if now - asked < self.RETRY_S:
+        if self.in_flight > 0 and now - next(iter(self.missing.values()))[0] < self.RETRY_S:
+            return  # the round's oldest request is still fresh
+        runs: list[list[int]] = []
+        budget, gone = self.ROUND, []
+        for s, (asked, attempts) in self.missing.items():
+            if budget == 0:
+                break
+            if attempts and now - asked < self.RETRY_S:
                 continue
             if attempts >= self.ATTEMPTS or self.resend_addr is None:
-                del self.missing[s]
-                self.lost.append(s)
-                self._print(f"gap {s} lost")
+                gone.append(s)
+                continue
+            if runs and runs[-1][-1] == s - 1:
+                runs[-1].append(s)
             else:
-                self.missing[s] = (now, attempts + 1)
-                self._ask(s, 1)
+                runs.append([s])
+            budget -= 1
+        for s in gone:
+            del self.missing[s]
+            self.lost.append(s)
+            self._print(f"gap {s} lost")
+        self.in_flight = 0
+        for run in runs:
+            for s in run:
+                self.missing[s] = (now, self.missing[s][1] + 1)
+            self.in_flight += len(run)
+            self._ask(run[0], len(run))
 
     def _print(self, line: str) -> None:
         if self.out is not None:

@@ -26,6 +26,19 @@ def settler(client: ChainClient, store: ChainStore, **kw) -> ChainSettler:
     return ChainSettler(client, store, confirmations=N, **kw)
 
 
+def _block_of(client: ChainClient, batch_id: int, timeout_s: float = 10.0) -> int:
+    """The block that holds ``batch_id``: anvil answers a send before its automined block
+    is the one "latest" state reads (a loaded machine showed block 0 right after)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (number := client.batch_on_chain(batch_id).block_number) == 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"batch {batch_id} is not on chain after {timeout_s} s")
+        time.sleep(0.02)
+    return number
+
+
 def states(store: ChainStore) -> list[tuple[int, str]]:
     return [(r.batch_id, r.state) for r in store.batches((PREPARED, SUBMITTED, CONFIRMED))]
 
@@ -36,7 +49,7 @@ def test_a_batch_is_anchored_after_exactly_n_confirmations(client, store):
     assert s.trade_state(21) == "PENDING" and s.flush() == 1
     s.step()
     assert states(store) == [(1, SUBMITTED), (2, SUBMITTED), (3, SUBMITTED)]
-    included = client.batch_on_chain(3).block_number
+    included = _block_of(client, 3)
     for depth in range(1, N):
         assert client.head() - included + 1 == depth
         s.step()

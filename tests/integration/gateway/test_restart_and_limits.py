@@ -149,3 +149,38 @@ def test_order_rate_limit_gives_429_minus_1015(tmp_path: Path) -> None:
             ccxt_client(srv, "demo1").create_order(BTC, "limit", "buy", 0.001, 29000.0)
     finally:
         assert stop_server(srv) == 0
+
+
+def test_a_revoked_api_key_loses_its_user_data_stream(tmp_path: Path) -> None:
+    """``chainbook apikey revoke`` in another process: within about two seconds the
+    server ends the ws-api subscription made with that key (eventStreamTerminated)."""
+    import hashlib
+    import hmac
+    import json
+    import subprocess
+    import sys
+
+    from websockets.sync.client import connect
+
+    srv = start_server(tmp_path / "data")
+    try:
+        acct = srv.accounts["demo1"]
+        params = {"apiKey": acct.api_key, "timestamp": int(time.time() * 1000)}
+        payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+        params["signature"] = hmac.new(acct.api_secret.encode(), payload.encode(),
+                                       hashlib.sha256).hexdigest()
+        with connect(srv.ws + "/ws-api/v3") as ws:
+            ws.send(json.dumps({"id": 1, "method": "userDataStream.subscribe.signature",
+                                "params": params}))
+            assert json.loads(ws.recv(timeout=10))["result"] == {"subscriptionId": 0}
+            done = subprocess.run([sys.executable, "-m", "chainbook", "apikey", "revoke",
+                                   acct.api_key, "--data", str(srv.data)],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            t0 = time.monotonic()
+            ended = json.loads(ws.recv(timeout=10))
+            assert ended["subscriptionId"] == 0
+            assert ended["event"]["e"] == "eventStreamTerminated"
+            assert time.monotonic() - t0 < 5
+    finally:
+        assert stop_server(srv) == 0

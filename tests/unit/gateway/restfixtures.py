@@ -123,6 +123,9 @@ class Recorder:
     def publish_user(self, account: int, payload: dict[str, Any]) -> None:
         self.user.append((account, payload))
 
+    def end_revoked_users(self, now_ms: int) -> int:
+        return 0  # no WebSocket subscriptions here (the hub's own tests cover it)
+
     def events(self, account: int) -> list[dict[str, Any]]:
         return [p for a, p in self.user if a == account]
 

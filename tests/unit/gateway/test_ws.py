@@ -189,12 +189,40 @@ def test_legacy_listen_key_stream_gets_raw_user_events(world: World,
         assert events[1]["S"] == "BUY" and "subscriptionId" not in events[0]
 
 
-def test_an_unknown_listen_key_is_a_plain_connection(world: World,
-                                                     client: TestClient) -> None:
-    with client.websocket_connect("/ws/" + "k" * 64) as ws:
+def test_a_deleted_listen_key_ends_its_stream(world: World, client: TestClient) -> None:
+    """DELETE /api/v3/userDataStream (or expiry, or the revoke of the only API key that
+    obtained it) ends the streams on that key with listenKeyExpired."""
+    from chainbook.gateway.listenkeys import ListenKeys
+
+    keys: ListenKeys = world.views.listen_keys
+    key = keys.create(world.bob.account, world.bob.key)
+    with client.websocket_connect(f"/ws/{key}") as ws:
+        assert keys.close(key, world.bob.account)
+        assert client.portal is not None
+        assert client.portal.call(world.hub.end_revoked_users, world.clock()) == 1
+        assert ws.receive_json() == {"e": "listenKeyExpired", "E": world.clock(),
+                                     "listenKey": key}
         trade(world, client)
+        # an event would come before this reply
         assert request(ws, "LIST_SUBSCRIPTIONS", rid=1) == {"result": [], "id": 1}
+    key = keys.create(world.bob.account, world.bob.key)
+    with client.websocket_connect(f"/ws/{key}") as ws:
+        assert world.keys.revoke_key(world.bob.key)
+        world.keys._checked = -1e9  # re-read the key file now
+        assert client.portal.call(world.hub.end_revoked_users, world.clock()) == 1
+        assert ws.receive_json()["e"] == "listenKeyExpired"
+
+
+def test_an_unknown_listen_key_is_refused(world: World, client: TestClient) -> None:
+    """A deleted or expired key (or one from before a restart) is refused at the
+    handshake (HTTP 403), so a client learns it must create a new one rather than
+    listening to silence."""
+    with pytest.raises(WebSocketDisconnect) as err, client.websocket_connect("/ws/" + "k" * 64):
+        pass
+    assert err.value.code == 1008
     assert world.hub.connections == 0
+    with client.websocket_connect("/ws/0") as ws:  # ccxt's numbered sockets still work
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=1) == {"result": [], "id": 1}
 
 
 def test_disconnect_forgets_the_connection(world: World, client: TestClient) -> None:

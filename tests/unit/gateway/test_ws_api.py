@@ -164,6 +164,8 @@ def test_a_key_without_read_permission_cannot_subscribe(world: World,
     ("[]", None, -1100),
     ('{"id":2,"method":"userDataStream.unsubscribe","params":{"subscriptionId":"x"}}', 2,
      -1102),
+    ('{"id":5,"method":["ping"]}', 5, -1020),  # not a string: unsupported, no crash
+    ('{"id":6,"method":{"a":1}}', 6, -1020),
 ])
 def test_malformed_requests(client: TestClient, frame: str, rid: Any, code: int) -> None:
     with client.websocket_connect("/ws-api/v3") as ws:
@@ -202,3 +204,22 @@ def test_url_encoded_signatures_are_accepted_too(world: World, client: TestClien
 
 def hmac_hex(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def test_revoking_the_api_key_ends_its_subscription(world: World, client: TestClient) -> None:
+    """The key is checked at subscribe time and then every second: once revoked (here,
+    or by ``chainbook apikey revoke`` in another process), the subscription ends with
+    eventStreamTerminated and no more of the account's events follow."""
+    with client.websocket_connect("/ws-api/v3") as ws:
+        assert call(ws, signed_subscribe(world.bob, world.clock()))["status"] == 200
+        assert client.portal is not None
+        assert client.portal.call(world.hub.end_revoked_users, world.clock()) == 0
+        assert world.keys.revoke_key(world.bob.key)
+        world.keys._checked = -1e9  # the cache re-reads the file now, not in a second
+        assert client.portal.call(world.hub.end_revoked_users, world.clock()) == 1
+        ended = ws.receive_json()
+        assert ended == {"subscriptionId": 0,
+                         "event": {"e": "eventStreamTerminated", "E": world.clock()}}
+        trade(world, client)
+        assert call(ws, {"id": 3, "method": "ping"})["id"] == 3  # no event before it
+        assert call(ws, {"id": 4, "method": "session.subscriptions"})["result"] == []

@@ -194,3 +194,52 @@ def test_format_round_trip_and_rejects() -> None:
             ticks.decode(bad)
     with pytest.raises(ticks.FormatError):
         ticks.encode_symbol("A" * 17)
+
+
+def test_a_gap_of_thousands_is_filled_in_paced_rounds(pair) -> None:
+    """3,000 datagrams lost at once, all still in the sender's ring: asked for in rounds
+    of at most ROUND, so the replies never overflow the listener's receive buffer."""
+    listener, sender = pair
+    feed = _session()
+    for _ in range(1600):
+        feed.trade(9950, 1)
+    sender.drop = lambda seq: 2 <= seq <= 3001
+    sender.on_commit(feed.history)
+    n = sender.seq
+    assert n > 3100
+    got = listener.run(count=n, timeout=5)
+    assert sorted(t.seq for t in got) == list(range(1, n + 1))
+    assert listener.lost == [] and sender.resent == 3000
+
+
+def test_a_restarted_sender_is_followed_not_taken_for_duplicates() -> None:
+    """A server restart starts the sequence again at 1 with later timestamps: the
+    listener says so and goes on printing (it used to drop everything as duplicates)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    listener = TickListener(MODE, port)
+    out = io.StringIO()
+    listener.out = out
+    first = TickSender(MODE, port)
+    listener.resend_addr = first.resend_address
+    feed = _session()
+    try:
+        first.on_commit(feed.history)
+        n = first.seq
+        assert len(listener.run(count=n, timeout=3)) == n
+    finally:
+        first.close()
+    second = TickSender(MODE, port)  # the restarted server
+    listener.resend_addr = second.resend_address
+    try:
+        later = [feed.trade(9950, 1, at_ms=feed.now_ms + 1000) for _ in range(3)]
+        second.on_commit(later)
+        got = listener.run(count=n + second.seq, timeout=3)
+    finally:
+        second.close()
+        listener.close()
+    assert [t.seq for t in got[n:]] == list(range(1, second.seq + 1))
+    assert listener.restarts == 1 and listener.lost == []
+    assert "sender restarted: sequence reset at 1" in out.getvalue()

@@ -46,6 +46,12 @@ TRADES_DEFAULT = 500
 TRADES_MAX = 1000
 KLINES_MAX = 1000
 NS_PER_MS = 1_000_000
+# A candle of a quiet symbol is closed by the timer this long after its end: a trade is
+# stamped when the core applies it and reaches market data only after its commit (fsync),
+# so one stamped just before the end can arrive just after it.  The timer runs each
+# second, so a quiet candle's final message comes 1-2 s after its end (Binance's also lag);
+# a busy symbol's candle closes at once, on the first trade of the next one.
+KLINE_CLOSE_GRACE_MS = 250
 
 
 class SymbolData:
@@ -140,7 +146,10 @@ class MarketData:
             for interval, stream in sd.s_kline.items():
                 if pub.wants(stream):
                     k = sd.klines.series[interval][-1]
-                    pub.publish(stream, render.kline_event(sd.spec, interval, k, now, False))
+                    # a trade later than the grace into a closed candle: the final
+                    # message again, corrected (never x=false after x=true)
+                    pub.publish(stream, render.kline_event(sd.spec, interval, k, now,
+                                                           k.closed_sent))
         for name, before in tops.items():
             sd = self.symbols[name]
             top = sd.depth.top()
@@ -320,7 +329,8 @@ class MarketData:
             if want_m:
                 pub.publish(sd.s_mini, render.mini_ticker_event(t, now_ms))
         for interval, series in sd.klines.series.items():
-            if series and not series[-1].closed_sent and series[-1].close_ms < now_ms:
+            if series and not series[-1].closed_sent and \
+                    series[-1].close_ms + KLINE_CLOSE_GRACE_MS < now_ms:
                 self._close_kline(sd, interval, series[-1], True)
 
     # --- timers ----------------------------------------------------------------------

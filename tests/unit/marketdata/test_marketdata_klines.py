@@ -8,6 +8,7 @@ from mdfeed import T0_MS, Feed
 
 from chainbook.domain.enums import Side
 from chainbook.marketdata.klines import INTERVALS, bucket
+from chainbook.marketdata.market import KLINE_CLOSE_GRACE_MS
 
 MON_2024_01_01 = 1_704_067_200_000  # Monday 2024-01-01T00:00:00Z
 DAY = 86_400_000
@@ -90,12 +91,29 @@ def test_kline_stream_updates_and_closes(feed: Feed) -> None:
                                 "102.00000000", "102.00000000", "100.00000000", 2, False, "0")
     feed.md.flush(base + 30_000)
     assert len(feed.pub.on("btcusdt@kline_1m")) == 2  # still open: nothing on the timer
-    feed.md.flush(base + 60_000)
+    feed.md.flush(base + 60_000 + KLINE_CLOSE_GRACE_MS - 1)
+    assert len(feed.pub.on("btcusdt@kline_1m")) == 2  # a late-committed trade may come
+    feed.md.flush(base + 61_000)
     closed = feed.pub.on("btcusdt@kline_1m")[-1]["k"]
     assert closed["x"] is True and closed["t"] == base and closed["n"] == 2
-    feed.md.flush(base + 61_000)
+    feed.md.flush(base + 62_000)
     assert len(feed.pub.on("btcusdt@kline_1m")) == 3  # the final message goes out once
     # a trade that opens the next candle: the previous one is closed first (already sent)
     feed.trade(10100, 1, at_ms=base + 125_000)
     last = feed.pub.on("btcusdt@kline_1m")[-1]["k"]
     assert (last["t"], last["x"], last["n"]) == (base + 120_000, False, 1)
+
+
+def test_a_trade_committed_after_its_candle_closed_corrects_the_final_message(
+        feed: Feed) -> None:
+    """Stamped before the candle's end but delivered after the timer closed it (later
+    than the grace): the candle is sent again as final (x=true) with the trade in it,
+    never as an open candle after its final message."""
+    base = T0_MS - T0_MS % 60_000
+    feed.pub.want = {"btcusdt@kline_1m"}
+    feed.trade(10000, 1, at_ms=base + 10)
+    feed.md.flush(base + 61_000)
+    assert feed.pub.on("btcusdt@kline_1m")[-1]["k"]["x"] is True
+    feed.trade(10100, 1, at_ms=base + 59_999)  # stamped inside, delivered after
+    late = feed.pub.on("btcusdt@kline_1m")[-1]["k"]
+    assert (late["t"], late["x"], late["n"], late["c"]) == (base, True, 2, "101.00000000")

@@ -163,6 +163,8 @@ def _amount(param: str, text: str, convert: Callable[[str], int], filter_name: s
     except UnitError as exc:
         if exc.kind == "format":
             raise errors.illegal_chars(param, DECIMAL_LEGAL) from None
+        if filter_name == "" and exc.kind == "range" and param == "quoteOrderQty":
+            raise errors.filter_failure("NOTIONAL") from None  # zero or out of range
         if filter_name == "":
             raise errors.too_much_precision(param) from None
         raise errors.filter_failure(filter_name) from None

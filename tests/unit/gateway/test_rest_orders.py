@@ -203,3 +203,13 @@ def test_order_test_refuses_what_the_core_would_by_the_symbols_state(
     real = bob.ccxt("POST", ORDER, ok)
     assert test.status_code == real.status_code == 400
     assert test.json() == real.json()
+
+
+def test_a_zero_quote_amount_is_a_notional_failure(gw: Gateway, bob: Signer) -> None:
+    r = bob.ccxt("POST", ORDER, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                 "quoteOrderQty": "0"})
+    assert r.status_code == 400
+    assert r.json() == {"code": -1013, "msg": "Filter failure: NOTIONAL"}
+    finer = bob.ccxt("POST", ORDER, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                     "quoteOrderQty": "0.000000001"})
+    assert finer.json()["code"] == -1111  # too many decimals stays a precision error

@@ -53,7 +53,9 @@ class RateLimiter:
         until = self._banned.get(ip)
         if until is not None:
             if now < until:
-                raise self._with_retry(errors.ip_banned(until), until - now)
+                err = errors.ip_banned(until)
+                err.headers["X-MBX-USED-WEIGHT-1M"] = str(self.used_weight(ip))
+                raise self._with_retry(err, until - now)
             del self._banned[ip]
         minute = now // MINUTE_MS
         cell = self._weight.get(ip)
@@ -66,7 +68,9 @@ class RateLimiter:
             if cell[2] > self.ban_after:
                 until = now + self.ban_ms
                 self._banned[ip] = until
-                raise self._with_retry(errors.ip_banned(until), self.ban_ms)
+                err = errors.ip_banned(until)
+                err.headers["X-MBX-USED-WEIGHT-1M"] = str(cell[1])
+                raise self._with_retry(err, self.ban_ms)
             err = errors.too_many_requests(ip, self.weight_per_minute)
             err.headers["X-MBX-USED-WEIGHT-1M"] = str(cell[1])
             raise self._with_retry(err, (minute + 1) * MINUTE_MS - now)
@@ -89,11 +93,13 @@ class RateLimiter:
         if cell[2] != day:
             cell[2], cell[3] = day, 0
         if cell[1] >= self.orders_per_10s:
-            raise self._with_retry(errors.too_many_orders(self.orders_per_10s, "TEN_SECONDS"),
-                                   (ten + 1) * TEN_S_MS - now)
+            raise self._counted(self._with_retry(
+                errors.too_many_orders(self.orders_per_10s, "TEN_SECONDS"),
+                (ten + 1) * TEN_S_MS - now), cell)
         if cell[3] >= self.orders_per_day:
-            raise self._with_retry(errors.too_many_orders(self.orders_per_day, "DAY"),
-                                   (day + 1) * DAY_MS - now)
+            raise self._counted(self._with_retry(
+                errors.too_many_orders(self.orders_per_day, "DAY"),
+                (day + 1) * DAY_MS - now), cell)
         cell[1] += 1
         cell[3] += 1
         return cell[1], cell[3]
@@ -108,6 +114,13 @@ class RateLimiter:
             {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
              "limit": self.orders_per_day},
         ]
+
+    @staticmethod
+    def _counted(err: errors.ApiError, cell: list[int]) -> errors.ApiError:
+        """The order counts (as on a successful order) on a refused one too."""
+        err.headers["X-MBX-ORDER-COUNT-10S"] = str(cell[1])
+        err.headers["X-MBX-ORDER-COUNT-1D"] = str(cell[3])
+        return err
 
     @staticmethod
     def _with_retry(err: errors.ApiError, wait_ms: int) -> errors.ApiError:

@@ -32,6 +32,7 @@ def test_weight_limit_429_then_ban_418(tmp_path: Path) -> None:
             assert banned.json() == {"code": -1003,
                                      "msg": f"Way too many requests; IP banned until {until}."}
             assert banned.headers["Retry-After"] == "120"
+            assert banned.headers["X-MBX-USED-WEIGHT-1M"] == "10"
             gw.clock.advance(60_000)  # a new minute, but still banned
             assert client.get("/api/v3/ping").status_code == 418
             gw.clock.advance(60_000)
@@ -55,6 +56,8 @@ def test_order_rate_limit(tmp_path: Path) -> None:
             assert r.json() == {"code": -1015, "msg": "Too many new orders; current limit is "
                                                       "2 orders per TEN_SECONDS."}
             assert "Retry-After" in r.headers
+            assert (r.headers["X-MBX-ORDER-COUNT-10S"], r.headers["X-MBX-ORDER-COUNT-1D"]) == (
+                "2", "2")  # the counts, as on an accepted order
             assert len(gw.views.open_orders(gw.alice.account)) == 2
             gw.clock.advance(10_000)
             assert alice.ccxt("POST", "/api/v3/order", order).status_code == 200

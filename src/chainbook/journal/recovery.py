@@ -42,6 +42,7 @@ from chainbook.journal.segment_log import (
     SegmentLog,
     UnencodableEntry,
     fsync_dir,
+    list_segments,
 )
 from chainbook.journal.snapshot import (
     SnapshotJob,
@@ -187,6 +188,11 @@ class DurableEngine:
                         self.dir / "events", RecordType.EVENTS,
                         segment_bytes=segment_bytes, fsync=FsyncPolicy.OFF,
                         verify=verify_log)
+                    segs = list_segments(self.dir / "events") if event_log is None else []
+                    if segs and segs[0][0] != 1:  # never pruned: its first segments are gone
+                        self.events.close()
+                        raise CorruptLogError(str(segs[0][1]), 0, f"the event journal starts "
+                                              f"at seq {segs[0][0]}, not 1")
                 except CorruptLogError as exc:
                     if event_log is not None:
                         raise

@@ -206,6 +206,14 @@ def test_a_damaged_older_event_segment_is_set_aside_and_rebuilt(tmp_path):
     assert any("event journal damaged, rebuilt" in m for m in report.messages)
     assert [e for _, _, e in _journal(tmp_path)] == ref_events
     assert (tmp_path / "events.damaged-1").is_dir()
+    # the journal's first segment lost: noticed, and rebuilt the same way
+    other = tmp_path / "other"
+    with DurableEngine(other, segment_bytes=8 << 10) as de:
+        _run(de, 0, 900)
+    list_segments(other / "events")[0][1].unlink()
+    _, n, report = recover(other, segment_bytes=8 << 10)
+    assert any("starts at seq" in m for m in report.messages), report.messages
+    assert [e for _, _, e in _journal(other)] == ref_events
 
 
 def test_events_are_written_only_for_commands_that_are_durable(tmp_path):

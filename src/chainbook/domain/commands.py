@@ -35,12 +35,17 @@ class PlaceOrder(Command, tag=1, frozen=True):
 
 
 class CancelOrder(Command, tag=2, frozen=True):
-    """Cancel one order by ``order_id`` or by ``client_id``; only the remainder goes."""
+    """Cancel one order by ``order_id`` or by ``client_id``; only the remainder goes.
+
+    ``cancel_client_id`` is the cancel request's own id (Binance ``newClientOrderId`` on
+    DELETE /api/v3/order), for the user-data stream; the engine does not read it.  Last,
+    with a default: command logs written before it existed decode unchanged."""
 
     account: int
     symbol: str
     order_id: int | None = None
     client_id: str | None = None
+    cancel_client_id: str | None = None
 
 
 class CancelAll(Command, tag=3, frozen=True):

@@ -125,8 +125,10 @@ async def cancel_order(ctx: GatewayContext, call: Call) -> Any:
     view = _find(ctx, call, spec, ref)
     if view is None or not view.is_open:
         raise errors.cancel_rejected()
-    applied = await submit(ctx, CancelOrder(call.account, spec.name, view.order_id))
-    return render.order_cancel(view, spec, ref.new_client_id or new_client_id(), applied.ts)
+    cancel_id = ref.new_client_id or new_client_id()
+    applied = await submit(ctx, CancelOrder(call.account, spec.name, view.order_id,
+                                            cancel_client_id=cancel_id))
+    return render.order_cancel(view, spec, cancel_id, applied.ts)
 
 
 async def open_orders(ctx: GatewayContext, call: Call) -> Any:

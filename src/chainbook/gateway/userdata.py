@@ -27,8 +27,10 @@ _ZERO = "0.00000000"
 
 
 def execution_report(core: Core, view: OrderView, execution: str, ts_ns: int,
-                     trade: TradeRow | None = None) -> Json:
-    """The ``executionReport`` of ``view`` after a change of kind ``execution``."""
+                     trade: TradeRow | None = None, cancel_id: str | None = None) -> Json:
+    """The ``executionReport`` of ``view`` after a change of kind ``execution``; on a
+    cancel, ``c`` is the cancel request's id (``cancel_id``, when it had one) and ``C``
+    the order's own."""
     spec: SymbolSpec = core.specs[view.symbol]
     now = ms(ts_ns)
     client_id = view.client_id or ""
@@ -38,7 +40,7 @@ def execution_report(core: Core, view: OrderView, execution: str, ts_ns: int,
         "e": "executionReport",
         "E": now,
         "s": view.symbol,
-        "c": client_id,
+        "c": cancel_id if cancel and cancel_id else client_id,
         "S": view.side.name,
         "o": view.type.name,
         "f": "GTC" if view.type == OrderType.MARKET else view.tif.name,

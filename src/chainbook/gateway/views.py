@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainbook.accounts.balances import FEE_ACCOUNT
-from chainbook.domain.commands import PlaceOrder
+from chainbook.domain.commands import CancelOrder, PlaceOrder
 from chainbook.domain.enums import ExpireReason, OrderType, Side, Stp, TimeInForce
 from chainbook.domain.events import (
     BalanceChanged,
@@ -197,7 +197,9 @@ class AccountViews:
             elif isinstance(ev, OrderAccepted):
                 self._accepted(ev, applied, out)
             elif isinstance(ev, OrderCanceled | OrderExpired):
-                self._closed(ev, ts, out)
+                cmd = applied.command
+                self._closed(ev, ts, out, cmd.cancel_client_id if isinstance(
+                    cmd, CancelOrder) and isinstance(ev, OrderCanceled) else None)
             elif isinstance(ev, OrderAmended):
                 self._amended(ev, ts, out)
             elif isinstance(ev, KillSwitchChanged):
@@ -267,7 +269,8 @@ class AccountViews:
                                                                 trade=row)))
 
     def _closed(self, ev: OrderCanceled | OrderExpired, ts: int,
-                out: list[tuple[int, dict[str, Any]]] | None) -> None:
+                out: list[tuple[int, dict[str, Any]]] | None,
+                cancel_id: str | None = None) -> None:
         view = self.orders.get(ev.order_id)
         if view is None:
             return
@@ -280,7 +283,8 @@ class AccountViews:
         view.update_ns = ts
         self._state(ev.account).open.discard(ev.order_id)
         if out is not None and self._wants(ev.account):
-            out.append((ev.account, userdata.execution_report(self.core, view, execution, ts)))
+            out.append((ev.account, userdata.execution_report(self.core, view, execution, ts,
+                                                              cancel_id=cancel_id)))
 
     def _amended(self, ev: OrderAmended, ts: int,
                  out: list[tuple[int, dict[str, Any]]] | None) -> None:

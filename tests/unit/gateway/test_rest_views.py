@@ -41,13 +41,18 @@ def test_fill_events_in_spec_order(gw: Gateway, alice: Signer, bob: Signer) -> N
 
 
 def test_cancel_expire_and_deposit_events(gw: Gateway, alice: Signer, bob: Signer) -> None:
-    oid = alice.ccxt("POST", ORDER, _limit("BUY", "90.00", "0.1")).json()["orderId"]
+    placed = alice.ccxt("POST", ORDER, _limit("BUY", "90.00", "0.1")).json()
     gw.sink.user.clear()
-    alice.ccxt("DELETE", ORDER, {"symbol": "BTCUSDT", "orderId": oid})
+    reply = alice.ccxt("DELETE", ORDER, {"symbol": "BTCUSDT", "orderId": placed["orderId"],
+                                         "newClientOrderId": "my-cancel-1"}).json()
+    assert (reply["clientOrderId"], reply["origClientOrderId"]) == (
+        "my-cancel-1", placed["clientOrderId"])
     kinds = [(p["e"], p.get("x")) for p in gw.sink.events(gw.alice.account)]
     assert kinds == [("executionReport", "CANCELED"), ("outboundAccountPosition", None)]
     report = gw.sink.events(gw.alice.account)[0]
-    assert report["C"] == report["c"] and report["X"] == "CANCELED"
+    # spec 7.3: c is the cancel's own id, C the order's (as the REST reply says)
+    assert (report["c"], report["C"], report["X"]) == (
+        "my-cancel-1", placed["clientOrderId"], "CANCELED")
     gw.sink.user.clear()
     bob.ccxt("POST", ORDER, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                              "quantity": "0.1"})

@@ -196,3 +196,24 @@ def test_codec_is_pure():
         elif isinstance(node, ast.ImportFrom) and node.module:
             mods.add(node.module.split(".")[0])
     assert not mods & {"os", "io", "time", "threading", "logging", "pathlib", "random"}
+
+
+def test_a_cancel_logged_before_cancel_client_id_existed_still_decodes() -> None:
+    """CancelOrder gained ``cancel_client_id`` (last, defaulted): a frame written with
+    the four-field form decodes with it None, so older command logs replay."""
+    import msgspec
+
+    from chainbook.domain.commands import AnyCommand, CancelOrder
+
+    class Before(msgspec.Struct, frozen=True, array_like=True, tag_field="k", tag=2):
+        account: int
+        symbol: str
+        order_id: int | None = None
+        client_id: str | None = None
+
+    raw = msgspec.msgpack.encode(([7], [Before(1, "BTCUSDT", None, "o1")]))
+    _, (cmd,) = msgspec.msgpack.decode(raw, type=tuple[list[int], list[AnyCommand]])
+    assert cmd == CancelOrder(1, "BTCUSDT", None, "o1", cancel_client_id=None)
+    now = msgspec.msgpack.encode(([7], [CancelOrder(1, "BTCUSDT", 5, None, "c1")]))
+    assert msgspec.msgpack.decode(now, type=tuple[list[int], list[AnyCommand]])[1] == [
+        CancelOrder(1, "BTCUSDT", 5, None, "c1")]

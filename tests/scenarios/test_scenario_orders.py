@@ -203,6 +203,19 @@ def test_market_sell_by_quote_qty_sells_up_to_the_amount(ex):
     assert ex.avail(2, "BTC") == START_BTC - 400 and ex.frozen(2, "BTC") == 0
 
 
+def test_market_sell_by_quote_qty_stops_inside_the_best_bid(ex):
+    """The amount ends inside the best bid: the order is the lots it sells there, not
+    more lots priced at the lower bids behind it (which the match would then take at
+    the best bid, selling several times the amount asked)."""
+    ex.rest(1, BUY, 1000, 10)
+    ex.rest(3, BUY, 100, 10)
+    ev = ex.market(2, SELL, quote_qty=1900)
+    assert ex.one(ev, OrderAccepted).qty == 1  # 1900 // 1000
+    trades = ex.of(ev, Trade)
+    assert [(t.price, t.qty) for t in trades] == [(1000, 1)]
+    assert sum(t.quote_amount for t in trades) <= 1900
+
+
 def test_market_buy_with_exact_funds_never_overdraws(make_exchange):
     ex = make_exchange(accounts=(2,))
     # account 1 holds exactly the cost of 3 lots at 1000 plus the 20 bps taker fee

@@ -412,12 +412,15 @@ class Engine:
             q = maker.left
             if want >= 0:
                 q = min(q, want - filled)
+            short = False  # the quote amount ends inside this maker: the walk ends here
             if budget >= 0:
-                q = min(q, (budget - cost) // (p * k))
+                afford = (budget - cost) // (p * k)
+                if afford < q:
+                    q, short = afford, True
             filled += q
             cost += p * q * k
-            if filled == want:
-                break
+            if filled == want or short:
+                break  # a SELL must not go on to lower bids: _match takes the best first
         return filled, cost, None
 
     def _cut_short(self, sym: SymbolState, taker: Order, reason: ExpireReason, ts: int,

@@ -36,6 +36,7 @@ from chainbook.domain.enums import Reject
 log = logging.getLogger(__name__)
 NATIVE_LOG_INDEX = -1
 NATIVE_DECIMALS = 18
+MAX_UNITS = 2**63 - 1  # the core's bound on any amount (engine/funds.py MAX_AMOUNT)
 
 
 def wall_ms() -> int:
@@ -169,16 +170,30 @@ class DepositWatcher:
         return fork
 
     def _scan(self, first: int, end: int) -> int:
-        """Process blocks ``first..end``; return the last one recorded."""
-        logs: dict[int, list[TransferLog]] = {}
-        for lg in self.client.transfer_logs(first, end, list(self.tokens)):
-            logs.setdefault(lg.block_number, []).append(lg)
-        prev = self.store.block_hash(first - 1)
-        last = first - 1
+        """Process blocks ``first..end``; return the last one recorded.
+
+        The blocks are read first, then the logs of their range, then the newest block's
+        hash again: the logs query names block numbers, so a reorg between it and the
+        block reads could pair the new fork's blocks with the old fork's (lack of) logs
+        and lose a deposit for good.  If the range changed, nothing is recorded and the
+        next step reads it again."""
+        blocks: list[BlockInfo] = []
         for n in range(first, end + 1):
             blk = self.client.block(n)
             if blk is None:
                 break
+            blocks.append(blk)
+        if not blocks:
+            return first - 1
+        logs: dict[int, list[TransferLog]] = {}
+        for lg in self.client.transfer_logs(first, blocks[-1].number, list(self.tokens)):
+            logs.setdefault(lg.block_number, []).append(lg)
+        if self.client.block_hash(blocks[-1].number) != blocks[-1].hash:
+            return first - 1  # the chain moved during the reads: again next step
+        prev = self.store.block_hash(first - 1)
+        last = first - 1
+        for blk in blocks:
+            n = blk.number
             if prev is not None and blk.parent != prev:  # the chain changed under us
                 return self._reorg(n - 1)
             found = logs.get(n, [])
@@ -216,9 +231,14 @@ class DepositWatcher:
     def _row(self, tx_hash: bytes, index: int, account: int, asset: str, to: str, raw: int,
              token_decimals: int) -> dict[str, Any]:
         units, dust = convert(raw, token_decimals, self.asset_decimals[asset])
+        state = PENDING if units > 0 else DUST
+        if units > MAX_UNITS:  # more than the core (and the store) can hold: refused
+            self._alert(f"deposit 0x{tx_hash.hex()}:{index} of {raw} raw {asset} to "
+                        f"account {account} is beyond {MAX_UNITS} units: not credited")
+            units, state = 0, REJECTED
         return {"tx_hash": tx_hash, "log_index": index, "account": account, "asset": asset,
                 "address": to, "raw_amount": raw, "units": units, "dust": dust,
-                "state": PENDING if units > 0 else DUST,
+                "state": state,
                 "external_id": f"{self.id_prefix}0x{tx_hash.hex()}:{index}",
                 "seen_ms": self.clock_ms()}
 
@@ -227,6 +247,8 @@ class DepositWatcher:
         for row in self.store.deposits_pending(self.chain):
             if last - row.block_number + 1 < self.confirmations:
                 continue
+            if self.store.block_hash(row.block_number) not in (None, row.block_hash):
+                continue  # recorded on a block that is no longer the one at that height
             result = outcome(self.submit(Deposit(row.account, row.asset, row.units,
                                                  row.external_id)))
             if result in (OK, Reject.DUPLICATE_EXTERNAL_ID.name):

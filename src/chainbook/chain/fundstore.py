@@ -237,8 +237,13 @@ class FundStore(SqliteStore):
         return dropped, credited
 
     def restart_at(self, height: int) -> None:
-        """Rescan from ``height + 1`` (restart margin); kept rows dedup the rescan."""
+        """Rescan from ``height + 1`` (restart margin).  The deposits not yet credited
+        above it are forgotten with their blocks: the rescan records again those still
+        on the chain, and a reorg while the watcher was stopped (which the rescan cannot
+        see: it starts on a canonical block) cannot leave one behind to be credited."""
         with self.tx() as db:
+            db.execute("DELETE FROM deposits WHERE block_number > ? AND state != ?",
+                       (height, CREDITED))
             db.execute("DELETE FROM blocks WHERE number > ?", (height,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_height', ?)", (str(height),))
 

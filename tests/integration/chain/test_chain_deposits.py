@@ -9,7 +9,7 @@ from fundsrig import MNEMONIC, Rig
 
 from chainbook.chain.anvil import ANVIL_CHAIN_ID, DEV_KEY, Anvil, find_anvil
 from chainbook.chain.client import ChainIdMismatch, FundsClient
-from chainbook.chain.fundstore import CREDITED, DUST, PENDING, FundStore
+from chainbook.chain.fundstore import CREDITED, DUST, PENDING, REJECTED, FundStore
 from chainbook.chain.hdwallet import DepositAddresses, HDWallet
 
 N = 3
@@ -83,6 +83,79 @@ def test_a_deposit_reorged_out_is_never_credited(rig: Rig) -> None:
     assert w.stats.reorgs == 1 and w.stats.orphaned == 1
     assert rig.available(9, "USDT") == 0
     assert w.stats.alerts == []
+
+
+def test_a_deposit_reorged_out_while_the_watcher_is_stopped_is_never_credited(
+        rig: Rig) -> None:
+    """The restart rescans from a block that is still canonical, so it sees no reorg:
+    the pending row of the vanished transfer must not survive it (it was credited)."""
+    w = rig.watcher()
+    addr = rig.addresses.address(9)
+    rig.client.mine(5)
+    w.step()
+    snap = rig.client.rpc("evm_snapshot")
+    rig.client.pay(rig.usdt, addr, 4 * USDT_UNIT)
+    w.step()
+    assert [r.state for r in rig.store.deposits(9)] == [PENDING]
+    del w  # stopped
+    assert rig.client.rpc("evm_revert", [snap]) is True
+    rig.client.mine(N + 3)
+    w2 = rig.watcher()  # restarted on the same store
+    for _ in range(3):
+        w2.step()
+    assert rig.client.token_balance(rig.usdt, addr) == 0
+    assert rig.store.deposits(9) == []
+    assert rig.available(9, "USDT") == 0
+
+
+def test_a_reorg_between_the_log_query_and_the_block_reads_loses_nothing(rig: Rig) -> None:
+    """The node switches forks right after answering eth_getLogs (old fork: no logs at
+    those heights; new fork: a deposit there): the deposit is still found and credited."""
+    w = rig.watcher()
+    addr = rig.addresses.address(9)
+    rig.client.mine(5)
+    w.step()
+    snap = rig.client.rpc("evm_snapshot")
+    rig.client.mine(2)  # fork A: two empty blocks
+    real = rig.client.transfer_logs
+
+    def logs_then_reorg(a: int, b: int, tokens: list[str]):  # type: ignore[no-untyped-def]
+        out = real(a, b, tokens)
+        rig.client.transfer_logs = real  # once
+        rig.client.rpc("evm_revert", [snap])  # fork B: the same heights, with a deposit
+        rig.client.pay(rig.usdt, addr, 4 * USDT_UNIT)
+        rig.client.mine(1)
+        return out
+
+    rig.client.transfer_logs = logs_then_reorg  # type: ignore[method-assign]
+    w.step()
+    rig.client.mine(N + 2)
+    for _ in range(3):
+        w.step()
+    assert rig.client.token_balance(rig.usdt, addr) == 4 * USDT_UNIT
+    assert [r.state for r in rig.store.deposits(9)] == [CREDITED]
+    assert rig.available(9, "USDT") == 4 * 10**8
+
+
+def test_a_deposit_beyond_the_cores_range_is_refused_and_the_watcher_goes_on(
+        anvil: Anvil, tmp_path) -> None:
+    big = FundsClient(anvil.url, ANVIL_CHAIN_ID, DEV_KEY, 2).deploy_token(
+        "Tether", "USDT", 6, 10**18 * USDT_UNIT)
+    rig = Rig(anvil, tmp_path, confirmations=2, usdt=big)
+    try:
+        w = rig.watcher()
+        a, b = rig.addresses.address(1), rig.addresses.address(2)
+        rig.client.pay(big, a, 10**11 * USDT_UNIT)  # 1e19 asset units > 2^63
+        rig.client.pay(big, b, 5 * USDT_UNIT)  # an ordinary deposit after it
+        rig.client.mine(4)
+        for _ in range(3):
+            w.step()
+        assert [(r.account, r.state) for r in rig.store.deposits(1)] == [(1, REJECTED)]
+        assert [r.state for r in rig.store.deposits(2)] == [CREDITED]
+        assert rig.available(2, "USDT") == 5 * 10**8 and rig.available(1, "USDT") == 0
+        assert any("beyond" in a for a in w.stats.alerts)
+    finally:
+        rig.close()
 
 
 def test_a_credited_deposit_orphaned_deeper_than_n_raises_an_alert(rig: Rig) -> None:

@@ -194,31 +194,62 @@ class FundStore(SqliteStore):
 
     def record_block(self, chain: str, number: int, block_hash: bytes, parent: bytes,
                      deposits: list[dict[str, Any]], keep: int) -> int:
-        """Block ``number`` processed: store it and its deposits (a transfer already
-        recorded is left alone: UNIQUE), move the height, drop blocks older than
-        ``keep``; return the deposits newly recorded."""
+        """Block ``number`` processed: store it and its deposits, move the height, drop
+        blocks older than ``keep``; return the deposits newly recorded.
+
+        A transfer already recorded keeps its row (and its external id, so the core
+        never credits it twice): the deposits of one transaction are paired, in log
+        order, with its recorded rows of the same asset, address and raw amount.  Not by
+        log index alone: that index counts logs across the whole block, so a transaction
+        re-included by a reorg behind other logs comes back with other indexes."""
         new = 0
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)",
                        (number, block_hash, parent))
+            by_tx: dict[bytes, list[dict[str, Any]]] = {}
             for d in deposits:
-                key = (chain, d["tx_hash"], d["log_index"])
-                seen = db.execute("SELECT id FROM deposits WHERE chain = ? AND tx_hash = ? "
-                                  "AND log_index = ?", key).fetchone()
-                if seen is not None:  # a rescan, or re-included after a reorg
-                    db.execute("UPDATE deposits SET block_number = ?, block_hash = ?, "
-                               "orphaned = 0 WHERE id = ?", (number, block_hash, seen[0]))
-                    continue
-                db.execute(
-                    "INSERT INTO deposits (chain, tx_hash, log_index, account, asset, address,"
-                    " raw_amount, units, dust, block_number, block_hash, state, external_id,"
-                    " seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*key, d["account"], d["asset"], d["address"], str(d["raw_amount"]),
-                     d["units"], str(d["dust"]), number, block_hash, d["state"],
-                     d["external_id"], d["seen_ms"]))
-                new += 1
+                by_tx.setdefault(d["tx_hash"], []).append(d)
+            for tx_hash, group in by_tx.items():
+                new += self._record_tx(db, chain, number, block_hash, tx_hash, group)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_height', ?)", (str(number),))
             db.execute("DELETE FROM blocks WHERE number < ?", (number - keep,))
+        return new
+
+    @staticmethod
+    def _record_tx(db: Any, chain: str, number: int, block_hash: bytes, tx_hash: bytes,
+                   group: list[dict[str, Any]]) -> int:
+        """Record the deposits of one transaction in one block (``record_block``)."""
+        rows = db.execute("SELECT id, log_index, asset, address, raw_amount FROM deposits "
+                          "WHERE chain = ? AND tx_hash = ? ORDER BY log_index",
+                          (chain, tx_hash)).fetchall()
+        free = list(rows)
+        pairs: list[tuple[dict[str, Any], int | None]] = []
+        for d in sorted(group, key=lambda d: d["log_index"]):
+            content = (d["asset"], d["address"], str(d["raw_amount"]))
+            match = next((r for r in free if (r[2], r[3], r[4]) == content), None)
+            if match is not None:
+                free.remove(match)
+            pairs.append((d, None if match is None else match[0]))
+        # indexes may move within the transaction: clear them first (UNIQUE)
+        for _d, row_id in pairs:
+            if row_id is not None:
+                db.execute("UPDATE deposits SET log_index = ? WHERE id = ?",
+                           (-1_000_000 - row_id, row_id))
+        new = 0
+        for d, row_id in pairs:
+            if row_id is not None:  # a rescan, or re-included after a reorg
+                db.execute("UPDATE deposits SET log_index = ?, block_number = ?, "
+                           "block_hash = ?, orphaned = 0 WHERE id = ?",
+                           (d["log_index"], number, block_hash, row_id))
+                continue
+            db.execute(
+                "INSERT INTO deposits (chain, tx_hash, log_index, account, asset, address,"
+                " raw_amount, units, dust, block_number, block_hash, state, external_id,"
+                " seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chain, tx_hash, d["log_index"], d["account"], d["asset"], d["address"],
+                 str(d["raw_amount"]), d["units"], str(d["dust"]), number, block_hash,
+                 d["state"], d["external_id"], d["seen_ms"]))
+            new += 1
         return new
 
     def rewind(self, fork: int) -> tuple[int, list[DepositRow]]:

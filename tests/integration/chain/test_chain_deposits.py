@@ -227,3 +227,50 @@ def test_a_wrong_chain_id_is_refused(rig: Rig, tmp_path) -> None:
         rig.client = c
         with pytest.raises(ValueError, match="follows chain"):
             rig.watcher()
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_transfer_re_included_at_another_log_index_is_credited_once(
+        rig: Rig, restart: bool) -> None:
+    """A reorg brings the very same signed transfer back behind another token transfer,
+    so its block-wide log index changes: it is still the same deposit (restart during
+    a shallow reorg, or a running watcher after a reorg deeper than N)."""
+    from eth_account import Account
+
+    c = rig.client
+    key = "11" * 32  # a third party holding USDT and gas
+    third = Account.from_key(key).address
+    c.pay(rig.usdt, third, 50 * USDT_UNIT)
+    c.pay(None, third, ETH_WEI)
+    w = rig.watcher()
+    addr = rig.addresses.address(9)
+    w.step()
+    snap = c.rpc("evm_snapshot")
+    t = c.sign_transfer(rig.usdt, addr, 4 * USDT_UNIT, c.nonce())
+    c.send(t)  # alone in its block: log index 0
+    if restart:
+        w.step()  # PENDING, then the watcher stops
+        assert [r.state for r in rig.store.deposits(9)] == [PENDING]
+    else:
+        c.mine(N)
+        w.step()  # CREDITED
+        assert rig.available(9, "USDT") == 4 * 10**8
+    c.rpc("evm_revert", [snap])
+    c.rpc("evm_setAutomine", [False])
+    tok = c.token(rig.usdt)  # another transfer first in the block, then T again
+    tx = tok.functions.transfer("0x" + "77" * 20, USDT_UNIT).build_transaction({
+        "from": third, "nonce": c.w3.eth.get_transaction_count(third), "gas": 100000,
+        "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 5 * 10**10, "chainId": ANVIL_CHAIN_ID})
+    c.w3.eth.send_raw_transaction(Account.sign_transaction(tx, key).raw_transaction)
+    c.w3.eth.send_raw_transaction(t.raw)  # the very same signed transfer
+    c.mine(1)
+    c.rpc("evm_setAutomine", [True])
+    c.mine(2 * N + 2)
+    if restart:
+        w = rig.watcher()
+    for _ in range(3):
+        w.step()
+    rows = rig.store.deposits(9)
+    assert c.token_balance(rig.usdt, addr) == 4 * USDT_UNIT
+    assert [(r.state, r.log_index) for r in rows] == [(CREDITED, 1)]  # moved, one row
+    assert rig.available(9, "USDT") == 4 * 10**8  # credited once

@@ -53,6 +53,15 @@ def _session() -> Feed:
     return feed
 
 
+def _free_port() -> int:
+    """A UDP port nobody uses on loopback right now."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[TickListener, TickSender]]:
     listener = TickListener(MODE, 0)
@@ -150,10 +159,7 @@ def test_resend_replies_mix_held_and_gone() -> None:
 
 
 def test_listen_prints_lines_and_catches_up_from_seq_1() -> None:
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = _free_port()
     sender = TickSender(MODE, port)
     out = io.StringIO()
     feed = _session()
@@ -215,10 +221,7 @@ def test_a_gap_of_thousands_is_filled_in_paced_rounds(pair) -> None:
 def test_a_restarted_sender_is_followed_not_taken_for_duplicates() -> None:
     """A server restart starts the sequence again at 1 with later timestamps: the
     listener says so and goes on printing (it used to drop everything as duplicates)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = _free_port()
     listener = TickListener(MODE, port)
     out = io.StringIO()
     listener.out = out

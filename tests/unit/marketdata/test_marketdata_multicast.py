@@ -215,7 +215,8 @@ def test_a_gap_of_thousands_is_filled_in_paced_rounds(pair) -> None:
     assert n > 3100
     got = listener.run(count=n, timeout=5)
     assert sorted(t.seq for t in got) == list(range(1, n + 1))
-    assert listener.lost == [] and sender.resent == 3000
+    # every one came back; a round slower than RETRY_S (a loaded machine) is asked again
+    assert listener.lost == [] and 3000 <= sender.resent < 2 * 3000
 
 
 def test_a_restarted_sender_is_followed_not_taken_for_duplicates() -> None:

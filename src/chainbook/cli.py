@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    with _open(args.data, getattr(args, "accept_data_loss", False)) as de:
+    with _open(args.data, args.accept_data_loss) as de:
         print(_json.encode({"last_seq": de.report.last_seq,
                             "snapshot_seq": de.report.snapshot_seq,
                             "replayed": de.report.replayed,

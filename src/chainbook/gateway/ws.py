@@ -34,7 +34,7 @@ from starlette.websockets import (
 
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.hub import Conn, Grant, Hub
-from chainbook.gateway.ws_api import MAX_FRAME, ApiSession
+from chainbook.gateway.ws_api import MAX_FRAME, ApiSession, key_reads_for
 from chainbook.gateway.wsdirect import direct_writer
 
 CLOSE_TIMEOUT = 5.0  # s to wait for a close frame to go out (a slow client may never read)
@@ -188,13 +188,6 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
     ``/ws-api/v3``)."""
     hub: Hub = ctx.hub
 
-    def active_key(account: int) -> Callable[[str], bool]:
-        """An API key is still good for ``account``'s user data."""
-        def active(api_key: str) -> bool:
-            info = ctx.keys.get_key(api_key)
-            return info is not None and info.account == account and "read" in info.perms
-        return active
-
     async def streams(ws: WebSocket, names: list[str], combined: bool,
                       account: int | None = None, listen_key: str = "") -> None:
         session = StreamSession(ctx, hub.open(combined))
@@ -205,7 +198,7 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
             await ws.accept()
             session.conn.direct = direct_writer(ws)  # frames straight to the transport
             if account is not None:
-                keys, active = ctx.views.listen_keys, active_key(account)
+                keys, active = ctx.views.listen_keys, key_reads_for(ctx.keys, account)
                 hub.subscribe_user(session.conn, account, wrapped=False, grant=Grant(
                     lambda: keys.valid(listen_key, account, active), listen_key))
             session.subscribe(names)
@@ -233,7 +226,7 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
         await streams(ws, list(dict.fromkeys(names)), combined=True)
 
     async def ws_api(ws: WebSocket) -> None:
-        session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms, active_key)
+        session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms)
         try:
             await ws.accept()
             session.conn.direct = direct_writer(ws)

@@ -114,23 +114,28 @@ def authenticate(params: dict[str, Any], keys: Keys, now_ms: int) -> int:
     if not any(hmac.compare_digest(hmac.new(secret, p.encode(), hashlib.sha256).hexdigest(),
                                    signature.lower()) for p in _payloads(params)):
         raise BAD_SIGNATURE
-    if "read" not in info.perms:
+    if not key_reads_for(keys, info.account)(api_key):
         raise BAD_KEY
     return info.account
+
+
+def key_reads_for(keys: Keys, account: int) -> Callable[[str], bool]:
+    """``active(api_key)``: the key is still one ``authenticate`` would accept for
+    ``account``'s user data (not revoked, the account's, with ``read``)."""
+    def active(api_key: str) -> bool:
+        info = keys.get_key(api_key)
+        return info is not None and info.account == account and "read" in info.perms
+    return active
 
 
 class ApiSession:
     """State of one ``/ws-api/v3`` connection: its ``Conn`` and user subscriptions."""
 
-    def __init__(self, hub: Hub, conn: Conn, keys: Keys, clock_ms: Callable[[], int],
-                 active_key: Callable[[int], Callable[[str], bool]] | None = None) -> None:
+    def __init__(self, hub: Hub, conn: Conn, keys: Keys, clock_ms: Callable[[], int]) -> None:
         self.hub = hub
         self.conn = conn
         self.keys = keys
         self.clock_ms = clock_ms
-        # account -> "is this API key still good for its user data" (ws.py); None: the
-        # subscription is not re-checked (tests of the protocol alone)
-        self.active_key = active_key
         self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _: {},
             "time": lambda _: {"serverTime": self.clock_ms()},
@@ -179,10 +184,8 @@ class ApiSession:
             raise ApiError(400, -1100, f"Too many subscriptions (max {MAX_USER_SUBS}).")
         # Registered before the reply is queued, but both happen before the event loop
         # can run a publisher, so the reply is always the first frame of the subscription.
-        grant = None
-        if self.active_key is not None:
-            active, api_key = self.active_key(account), str(params["apiKey"])
-            grant = Grant(lambda: active(api_key))  # ends when the key is revoked
+        active, api_key = key_reads_for(self.keys, account), str(params["apiKey"])
+        grant = Grant(lambda: active(api_key))  # ends when the key is revoked
         sub_id = self.hub.subscribe_user(self.conn, account, wrapped=True, grant=grant)
         return {"subscriptionId": sub_id}
 

@@ -36,6 +36,11 @@ class CorruptLogError(LogError):
         self.reason = reason
 
 
+class AcknowledgedMissing(CorruptLogError):
+    """The log ends before a seq that another durable file proves was acknowledged
+    (``SegmentLog(keep_seq=...)``): refused before anything is cut."""
+
+
 class LogBackend(Protocol):
     """An append-only log of ``(seq, ts, item)`` entries with an explicit ack point."""
 

@@ -35,7 +35,13 @@ from chainbook.domain.commands import Command
 from chainbook.domain.events import Event
 from chainbook.engine.engine import Engine
 from chainbook.engine.state import import_state, state_hash
-from chainbook.journal.backend import CorruptLogError, FsyncPolicy, LogBackend, LogError
+from chainbook.journal.backend import (
+    AcknowledgedMissing,
+    CorruptLogError,
+    FsyncPolicy,
+    LogBackend,
+    LogError,
+)
 from chainbook.journal.codec import RecordType
 from chainbook.journal.segment_log import (
     DEFAULT_SEGMENT_BYTES,
@@ -182,27 +188,16 @@ class DurableEngine:
             # events derive from durable commands: written, never fsynced (module doc)
             self.events: LogBackend | None = None
             moved_events: str | None = None
-            if events:
+            if events and event_log is not None:
+                self.events = event_log
+            elif events:
                 try:
-                    self.events = event_log or SegmentLog(
-                        self.dir / "events", RecordType.EVENTS,
-                        segment_bytes=segment_bytes, fsync=FsyncPolicy.OFF,
-                        verify=verify_log)
-                    segs = list_segments(self.dir / "events") if event_log is None else []
-                    if segs and segs[0][0] != 1:  # never pruned: its first segments are gone
-                        self.events.close()
-                        raise CorruptLogError(str(segs[0][1]), 0, f"the event journal starts "
-                                              f"at seq {segs[0][0]}, not 1")
+                    self.events = self._open_events(segment_bytes, verify_log)
                 except CorruptLogError as exc:
-                    if event_log is not None:
-                        raise
                     # derived data: set the damaged journal aside and write it again
                     # from the command log (a full replay, see _recover)
                     moved_events = f"{exc}; moved to {self._set_aside_events()}"
-                    self.events = SegmentLog(
-                        self.dir / "events", RecordType.EVENTS,
-                        segment_bytes=segment_bytes, fsync=FsyncPolicy.OFF,
-                        verify=verify_log)
+                    self.events = self._open_events(segment_bytes, verify_log)
             self.store = SnapshotStore(self.dir / "snapshots", keep=keep_snapshots)
             keep = self._keep = 0 if accept_loss else self._acknowledged(FsyncPolicy(fsync))
             try:
@@ -211,13 +206,11 @@ class DurableEngine:
                     fsync=fsync, fsync_interval_ms=fsync_interval_ms,
                     background=background_sync, verify=verify_log, clock=clock,
                     keep_seq=keep)
-            except CorruptLogError as exc:
-                if keep and "was acknowledged" in exc.reason:
-                    raise RecoveryError(f"{exc}. Nothing was changed. Restore the command "
-                                        "log from a backup, or start with accept_loss "
-                                        "(chainbook serve --accept-data-loss) to drop them "
-                                        "for good") from exc
-                raise
+            except AcknowledgedMissing as exc:
+                raise RecoveryError(f"{exc}. Nothing was changed. Restore the command "
+                                    "log from a backup, or start with accept_loss "
+                                    "(chainbook serve --accept-data-loss) to drop them "
+                                    "for good") from exc
             # a forked writer closes every inherited fd (the LOCK too) but its pipe
             self.writer = SnapshotWriter(self.store, snapshot_mode)
             self.report = RecoveryReport()
@@ -241,6 +234,18 @@ class DurableEngine:
         self._durable = self.commands.durable_seq
 
     # --- recovery --------------------------------------------------------------------
+
+    def _open_events(self, segment_bytes: int, verify: str) -> SegmentLog:
+        """The event journal's segment log; CorruptLogError if it is damaged, or if its
+        first segments are gone (it is never pruned: it starts at seq 1)."""
+        log = SegmentLog(self.dir / "events", RecordType.EVENTS, segment_bytes=segment_bytes,
+                         fsync=FsyncPolicy.OFF, verify=verify)
+        segs = list_segments(log.dir)
+        if segs and segs[0][0] != 1:
+            log.close()
+            raise CorruptLogError(str(segs[0][1]), 0, f"the event journal starts at seq "
+                                  f"{segs[0][0]}, not 1")
+        return log
 
     def _set_aside_events(self) -> str:
         """Rename ``events/`` to the first free ``events.damaged-<n>``; return it."""

@@ -36,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainbook.journal.backend import CorruptLogError, FsyncPolicy, LogError
+from chainbook.journal.backend import (
+    AcknowledgedMissing,
+    CorruptLogError,
+    FsyncPolicy,
+    LogError,
+)
 from chainbook.journal.codec import (
     FrameInfo,
     Record,
@@ -212,7 +217,7 @@ class SegmentLog:
                                       "this is damage to acknowledged data, not a torn tail")
             kind = "torn" if isinstance(stop, TornTail) else "corrupt"
             if expected - 1 < self.keep_seq:
-                raise CorruptLogError(str(path), stop.offset, (
+                raise AcknowledgedMissing(str(path), stop.offset, (
                     f"{kind} record ({stop.reason}): the log would end at seq "
                     f"{expected - 1}, but seq {self.keep_seq} was acknowledged, so this is "
                     "damage to acknowledged data, not a torn tail"))
@@ -230,7 +235,7 @@ class SegmentLog:
                     os.fsync(f.fileno())
         if expected - 1 < self.keep_seq:
             where = str(segs[-1][1]) if segs else str(self.dir)
-            raise CorruptLogError(where, 0, f"the log ends at seq {expected - 1}, but seq "
+            raise AcknowledgedMissing(where, 0, f"the log ends at seq {expected - 1}, but seq "
                                   f"{self.keep_seq} was acknowledged: acknowledged entries "
                                   "are missing")
         self._segments = segs
@@ -374,15 +379,7 @@ class SegmentLog:
         successor as damage to acknowledged data, so an older segment must be on disk
         (an event journal, written with OFF, was refused after an OS crash otherwise)."""
         with self._fd_lock:
-            if self.policy is not FsyncPolicy.OFF:
-                if self._written > self._durable:
-                    self._fsync_locked()
-            else:
-                try:
-                    _datasync(self._fd)
-                except OSError as exc:
-                    self._failed = exc
-                    raise LogError(f"{self.dir}: fsync failed: {exc}") from exc
+            self._fsync_locked()
             os.close(self._fd)
             self._fd = -1
             self._new_segment(first_seq)

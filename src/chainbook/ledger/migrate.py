@@ -113,14 +113,15 @@ def _v2_transfers_and_trade_legs(conn: Connection) -> None:
                            "the version-1 ledger, or rebuild it from the journal")
     _v1_postings.drop(conn)
     conn.exec_driver_sql(S.POSTINGS_VIEW)
-    if inspect(conn).get_foreign_keys("orders"):
-        _drop_orders_foreign_key(conn)
+    fks = inspect(conn).get_foreign_keys("orders")
+    if fks:
+        _drop_orders_foreign_keys(conn, [str(fk["name"]) for fk in fks])
 
 
-def _drop_orders_foreign_key(conn: Connection) -> None:
+def _drop_orders_foreign_keys(conn: Connection, names: list[str]) -> None:
     if conn.dialect.name == "postgresql":
-        for fk in inspect(conn).get_foreign_keys("orders"):
-            conn.exec_driver_sql(f'ALTER TABLE orders DROP CONSTRAINT "{fk["name"]}"')
+        for name in names:
+            conn.exec_driver_sql(f'ALTER TABLE orders DROP CONSTRAINT "{name}"')
         return
     # SQLite cannot drop a constraint: copy the table (its documented procedure)
     new = S.orders.to_metadata(MetaData(), name="orders_new")

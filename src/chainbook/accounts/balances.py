@@ -4,7 +4,9 @@
 (account, asset) so the engine can emit one ``BalanceChanged`` per command, and it keeps
 per-asset totals of deposits and completed withdrawals for the conservation check:
 for every asset, the sum of all balances (the fee account included) equals
-deposits - withdrawals.
+deposits - withdrawals (``held``).  The two totals count from the last rebase: once an
+asset's withdrawals reach ``REBASE_AT`` both are lowered by that amount, so they stay
+within the snapshot's 64-bit integers however much passes through the exchange.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from chainbook.accounts.errors import BalanceInvariantError
 
 FEE_ACCOUNT = 0  # the exchange's own account: every fee is credited here
+REBASE_AT = 2**62  # withdrawals total at which both per-asset totals are lowered
 
 
 class Balances:
@@ -76,8 +79,16 @@ class Balances:
         """Remove ``amount`` of frozen funds that left the exchange (a withdrawal)."""
         cell = self.get(account, asset)
         cell[1] -= amount
-        self.withdrawn[asset] = self.withdrawn.get(asset, 0) + amount
+        out = self.withdrawn.get(asset, 0) + amount
+        if out >= REBASE_AT:  # keep deposited - withdrawn, in numbers a snapshot holds
+            self.deposited[asset] = self.deposited.get(asset, 0) - out
+            out = 0
+        self.withdrawn[asset] = out
         self.touched[(account, asset)] = cell
+
+    def held(self, asset: str) -> int:
+        """What the exchange holds of ``asset``: deposits - completed withdrawals."""
+        return self.deposited.get(asset, 0) - self.withdrawn.get(asset, 0)
 
     def check(self) -> None:
         """Verify non-negativity and per-asset conservation in O(accounts x assets)."""

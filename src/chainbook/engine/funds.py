@@ -48,8 +48,10 @@ def deposit(engine: Engine, cmd: C.Deposit, ev: list[Event]) -> None:
 
     Rejects (INVALID_AMOUNT) a deposit that would take the asset's total past
     MAX_AMOUNT: balances, the log and snapshots stay within signed 64-bit integers, so
-    an asset's base unit must be chosen to fit (e.g. ETH in gwei, not wei)."""
-    total = engine.balances.deposited.get(cmd.asset, 0)
+    an asset's base unit must be chosen to fit (e.g. ETH in gwei, not wei).  The total
+    is what the exchange holds now (withdrawals completed are out of it), not every
+    deposit ever made."""
+    total = engine.balances.held(cmd.asset)
     if cmd.amount <= 0 or not cmd.asset or cmd.amount > MAX_AMOUNT - total:
         ev.append(OrderRejected(cmd.account, Reject.INVALID_AMOUNT, None, 5))
         return

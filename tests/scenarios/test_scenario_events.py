@@ -231,3 +231,31 @@ def test_every_order_follows_the_state_table(ex):
     # exactly the non-terminal orders are still open
     assert sorted(o for o, s in states.items() if s not in TERMINAL) == (
         ex.open_ids())
+
+
+def test_a_quote_amount_market_order_stopped_short_ends_expired_not_filled(make_exchange):
+    """A MARKET order by quote amount that a self-trade or the breaker stops before the
+    amount is spent must go NEW -> PARTIALLY_FILLED -> EXPIRED: it was not filled, and
+    FILLED is terminal (an EXPIRED after it is an illegal move clients never see)."""
+    ex = make_exchange(breaker_bps=500, breaker_window_ns=10**9,
+                       breaker_cooldown_ns=10 * 10**9)
+    ex.sell(2, 1000, 1)
+    ex.sell(1, 1001, 2)  # account 1's own ask behind another account's
+    ex.market(1, BUY, quote_qty=3003, stp=Stp.EXPIRE_TAKER)  # 3: stopped by STP
+    ex.sell(3, 1000, 1)
+    ex.market(1, BUY, quote_qty=3003, stp=Stp.EXPIRE_BOTH)  # 5: stopped, expires 2
+    ex.sell(2, 1000, 1)
+    ex.buy(3, 1000, 1)  # 7: a print at 1000 for the breaker's window
+    ex.sell(2, 1010, 1)
+    ex.sell(2, 1100, 1)  # 10% above the window: the breaker trips here
+    ex.market(3, BUY, quote_qty=2200)  # 10: stopped by the breaker
+    states = _derive_states(ex.history)
+    assert (states[3], states[5], states[10]) == (OrderStatus.EXPIRED,) * 3
+    assert states[2] == OrderStatus.EXPIRED
+    reasons = {e.order_id: (e.reason, e.filled_qty) for _c, evs in ex.history
+               for e in evs if isinstance(e, OrderExpired)}
+    assert reasons[3] == (ExpireReason.STP, 1)
+    assert reasons[5] == (ExpireReason.STP, 1)
+    assert reasons[10] == (ExpireReason.CIRCUIT_BREAKER, 1)
+    for account in (1, 3):
+        assert ex.frozen(account, "USDT") == 0

@@ -114,3 +114,18 @@ def test_max_open_orders_per_account_and_symbol(make_exchange):
     ex.rest(2, BUY, 903, 1)  # other accounts have their own count
     ex.cancel(1, a)
     ex.rest(1, BUY, 902, 1)
+
+
+def test_a_quote_amount_market_order_keeps_to_the_market_lot_size(make_exchange):
+    """MARKET_LOT_SIZE (minQty/maxQty) applies to a market order by quote amount too:
+    the lots the amount buys now must be within it, or the order is refused."""
+    ex = make_exchange(min_qty=2, max_qty=5)
+    ex.rest(2, SELL, 1000, 5)
+    ex.rest(3, SELL, 1001, 5)
+    before = (ex.avail(1, "USDT"), ex.open_ids())
+    q = Reject.QTY_OUT_OF_RANGE
+    ex.rejected(ex.order_cmd(1, BUY, None, None, type=MARKET, tif=IOC, quote_qty=1500), q)
+    ex.rejected(ex.order_cmd(1, BUY, None, None, type=MARKET, tif=IOC, quote_qty=7000), q)
+    assert (ex.avail(1, "USDT"), ex.open_ids()) == before
+    assert ex.one(ex.market(1, BUY, quote_qty=5100), OrderAccepted).qty == 5
+    assert ex.one(ex.market(1, BUY, quote_qty=2100), OrderAccepted).qty == 2

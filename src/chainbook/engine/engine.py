@@ -286,8 +286,17 @@ class Engine:
             if named > need and self.balances.available(account, asset) < named:
                 return self._reject(ev, account, Reject.INSUFFICIENT_BALANCE,
                                     cmd.client_id, 1)
-            # by quote amount, the order is for exactly the lots that amount buys now
-            qty = qty if qty is not None else fill_qty
+            if qty is None:
+                # by quote amount, the order is for the lots that amount buys now, which
+                # MARKET_LOT_SIZE bounds like a quantity; one lot more when the walk
+                # stopped at a self-trade or the breaker, so that the match meets the
+                # stop itself and the order ends PARTIALLY_FILLED -> EXPIRED, never
+                # FILLED then EXPIRED (that lot is never filled nor paid for)
+                if fill_qty and (fill_qty < sym.min_qty or (
+                        sym.max_qty and fill_qty > sym.max_qty)):
+                    return self._reject(ev, account, Reject.QTY_OUT_OF_RANGE,
+                                        cmd.client_id, 1)
+                qty = fill_qty if cut is None else fill_qty + 1
             price = 0
         else:
             if cmd.price is None or qty is None or cmd.quote_qty is not None or (
@@ -300,7 +309,6 @@ class Engine:
             if bad is not None:
                 return self._reject(ev, account, bad, cmd.client_id, 1)
             limit = price
-            cut = None
             if side == BUY:
                 asset = sym.quote
                 need = buy_reserve(price, qty, sym.quote_per_tick_lot, sym.max_fee_bps)
@@ -342,8 +350,6 @@ class Engine:
                 return None
         if kind == _MARKET:
             stopped = self._match(sym, order, limit, ts, ev)
-            if stopped is None and cut is not None and cmd.quote_qty is not None:
-                stopped = self._cut_short(sym, order, cut, ts, ev)
         else:
             best = sym.book.best_price(1 - side)
             if best is not None and (price >= best if side == BUY else price <= best):
@@ -422,20 +428,6 @@ class Engine:
             if filled == want or short:
                 break  # a SELL must not go on to lower bids: _match takes the best first
         return filled, cost, None
-
-    def _cut_short(self, sym: SymbolState, taker: Order, reason: ExpireReason, ts: int,
-                   ev: list[Event]) -> ExpireReason:
-        """Finish what the pre-pass stopped at for an order that has no lots left to
-        match (a MARKET order by quote amount): the self-trade or the breaker trip."""
-        head = sym.book.head(1 - taker.side)
-        if head is None:
-            raise RuntimeError("pre-pass stopped at an order that is not there")
-        if reason == ExpireReason.STP:
-            if taker.stp == Stp.EXPIRE_BOTH and head.account == taker.account:
-                self._expire_resting(sym, head, ExpireReason.STP, ev)
-        else:
-            admin.trip_breaker(self, sym, head.price, ts, ev)
-        return reason
 
     # --- matching ------------------------------------------------------------------
 

@@ -191,6 +191,10 @@ class ChainClient:
         return int(self.w3.eth.get_transaction_count(self.operator,
                                                      "pending" if pending else "latest"))
 
+    def mined_nonce(self, block: int) -> int:
+        """How many of the operator's transactions were mined up to ``block``."""
+        return int(self.w3.eth.get_transaction_count(self.operator, block))
+
     def _fees(self) -> dict[str, int]:
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
         return {"maxFeePerGas": 2 * base + PRIORITY_FEE_WEI,

@@ -9,15 +9,16 @@ States (every one persisted in ``FundStore`` before the processor acts on it)::
                                      ^                          SENT --N blocks, ok--> CONFIRMED
                                      |  reverted N deep,          |                       |
                                      |  or provably dead <--------+   WithdrawComplete    v
-                                     |  (its nonce taken by another tx)             COMPLETED
+                                     |  (its nonce taken, N deep, by another tx)    COMPLETED
 
 Exactly once: the signed raw transaction is stored (SIGNED) before it is sent, so a
 restart sends the very same transaction again (a node that has it says so); a second
 transaction is never signed for a withdrawal.  One that no node knows any more is
 rebroadcast from the stored bytes; it is refunded only when it is provably dead: its
-nonce was used by another transaction (the nonce can never be mined again), or its
-chain is gone (a new embedded chain).  A reverted transaction is refunded only once its
-receipt is N blocks deep (a reorg could still re-include it successfully before that).
+nonce was used by another transaction now N blocks deep (the nonce can never be mined
+again short of a reorg that deep), or its chain is gone (a new embedded chain).  A
+reverted transaction is refunded only once its receipt is N blocks deep (a reorg could
+still re-include it successfully before that).
 Core commands are idempotent by the withdrawal id, so a crash between a core command
 and the state change repeats the command harmlessly.
 """
@@ -169,7 +170,7 @@ class WithdrawalProcessor:
             try:
                 self._advance(row, head)
             except NonceUsed as e:
-                self._dead(row, f"nonce {row.nonce} taken by another transaction: {e}")
+                self._nonce_taken(row, head, e)
         return len(self.store.withdrawals(states=W_OPEN))
 
     def _advance(self, row: WithdrawalRow, head: int) -> None:
@@ -251,8 +252,18 @@ class WithdrawalProcessor:
         self.store.set_withdrawal(row.id, "FAILED", self.clock_ms(), note=why)
         self._finish(row, WithdrawRefund(row.id), "REFUNDED")
 
-    def _dead(self, row: WithdrawalRow, why: str) -> None:
-        self._fail(row, f"dropped: {why}")
+    def _nonce_taken(self, row: WithdrawalRow, head: int, error: NonceUsed) -> None:
+        """Another transaction took this one's nonce: it is dead once that transaction
+        is N blocks deep (a reorg could drop it before, and this one could then be
+        mined); until then the withdrawal stays as it is and is sent again next step."""
+        deep = head - self.confirmations + 1
+        if row.nonce is not None and deep >= 0 and self.client.mined_nonce(deep) > row.nonce:
+            self._fail(row, f"dropped: nonce {row.nonce} taken by another transaction "
+                            f"{self.confirmations} blocks deep: {error}")
+            return
+        log.warning("withdrawal %s: nonce %s taken by a transaction less than %d blocks "
+                    "deep; waiting", row.id, row.nonce, self.confirmations)
+        self._unsent = True  # sign nothing new behind it meanwhile
 
     def _finish(self, row: WithdrawalRow, cmd: Command, state: str) -> None:
         result = outcome(self.submit(cmd))

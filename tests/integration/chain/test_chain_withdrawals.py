@@ -142,3 +142,38 @@ def test_a_transaction_whose_nonce_was_taken_is_refunded_not_resent(rig: Rig) ->
     assert got is not None and got.state == "REFUNDED" and "nonce" in (got.note or "")
     assert rig.client.token_balance(rig.usdt, DEST) == 0
     assert rig.available(ACCT, "USDT") == 100 * 10**8
+
+
+def test_a_taken_nonce_refunds_only_once_the_taker_is_n_deep(rig: Rig) -> None:
+    """Another transaction taking the withdrawal's nonce proves it dead only once that
+    transaction is N blocks deep: a reorg could drop it before.  Here the competitor is
+    reorged out after one block, and the withdrawal is then paid, once, not refunded."""
+    wid = _signed_then_crashed(rig, rig.processor())
+    c = rig.client
+    before = c.rpc("evm_snapshot")
+    c.pay(None, "0x" + "66" * 20, 1)  # takes the nonce, 1 block deep
+    p = rig.processor()
+    p.step()
+    got = rig.store.withdrawal(wid)
+    assert got is not None and got.state in ("SIGNED", "SENT")  # not provably dead yet
+    assert rig.frozen(ACCT, "USDT") == 5 * 10**8
+    assert c.rpc("evm_revert", [before])  # the competitor's block is reorged out
+    _run(rig, p, N + 2)
+    got = rig.store.withdrawal(wid)
+    assert got is not None and got.state == "COMPLETED"
+    assert c.token_balance(rig.usdt, DEST) == 5 * 10**6
+    assert rig.frozen(ACCT, "USDT") == 0 and rig.available(ACCT, "USDT") == 95 * 10**8
+
+
+def test_a_taken_nonce_n_deep_is_refunded(rig: Rig) -> None:
+    wid = _signed_then_crashed(rig, rig.processor())
+    rig.client.pay(None, "0x" + "66" * 20, 1)
+    p = rig.processor()
+    p.step()
+    assert rig.store.withdrawal(wid).state != "REFUNDED"  # type: ignore[union-attr]
+    rig.client.mine(N - 1)
+    p.step()
+    got = rig.store.withdrawal(wid)
+    assert got is not None and got.state == "REFUNDED" and "nonce" in (got.note or "")
+    assert rig.client.token_balance(rig.usdt, DEST) == 0
+    assert rig.available(ACCT, "USDT") == 100 * 10**8

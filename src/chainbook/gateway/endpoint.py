@@ -38,9 +38,9 @@ _encode = msgspec.json.Encoder().encode
 
 @dataclass(slots=True)
 class Call:
-    """What a handler gets: the request, its merged parameters and the key, if any."""
+    """What a handler gets: the client's address, the merged parameters and the key."""
 
-    request: Request
+    ip: str
     params: Params
     key: ApiKeyInfo | None
     headers: dict[str, str] = field(default_factory=dict)
@@ -107,40 +107,78 @@ async def submit(ctx: GatewayContext, cmd: Command, *, query: bool = False) -> A
     return applied
 
 
-def endpoint(ctx: GatewayContext, handler: Handler, *, weight: Weight = 1,
-             security: str = NONE, perm: str = "read", order: bool = False
-             ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap ``handler`` with parameters, limits, auth and error rendering."""
+Reply = tuple[int, bytes, dict[str, str]]  # HTTP status, JSON body, headers
 
-    async def run(request: Request) -> Response:
+
+class Endpoint:
+    """One REST call's handling, independent of the HTTP server that carries it.
+
+    ``handle`` takes what it needs of the request (client address, query string, body,
+    API-key header) and returns the status, the JSON body and the headers; calling the
+    object with a Starlette ``Request`` does the same for Starlette's router.  The
+    gateway's own HTTP protocol (``gateway/fasthttp.py``) calls ``handle`` directly."""
+
+    __slots__ = ("ctx", "handler", "weight", "security", "perm", "order")
+
+    def __init__(self, ctx: GatewayContext, handler: Handler, weight: Weight,
+                 security: str, perm: str, order: bool) -> None:
+        self.ctx = ctx
+        self.handler = handler
+        self.weight = weight
+        self.security = security
+        self.perm = perm
+        self.order = order
+
+    async def handle(self, ip: str, method: str, path: str, query: bytes,
+                     body: bytes | errors.ApiError, api_key: str | None) -> Reply:
+        """Parameters, limits, auth, the handler and the error rendering of one call;
+        ``body`` is the request body, or the error reading it met (too long, cut off)."""
+        ctx = self.ctx
         headers: dict[str, str] = {}
-        ip = client_ip(request)
         try:
-            query: bytes = request.scope.get("query_string", b"")
             try:
-                body = await read_body(request)
+                if isinstance(body, errors.ApiError):
+                    raise body
                 params = auth.parse_params(query, body)
+                weight = self.weight
                 cost = weight(params) if callable(weight) else weight
             except errors.ApiError:
                 headers[USED_WEIGHT] = str(ctx.limits.request(ip, 1))
                 raise
             headers[USED_WEIGHT] = str(ctx.limits.request(ip, cost))
             key = None
-            if security == SIGNED:
-                key = auth.verify(ctx.keys, request.headers.get("x-mbx-apikey"), query, body,
-                                  params, perm, ctx.clock_ms)
-            elif security == KEY:
-                key = auth.api_key(ctx.keys, request.headers.get("x-mbx-apikey"), perm)
-            if order and key is not None:
+            if self.security == SIGNED:
+                key = auth.verify(ctx.keys, api_key, query, body, params, self.perm,
+                                  ctx.clock_ms)
+            elif self.security == KEY:
+                key = auth.api_key(ctx.keys, api_key, self.perm)
+            if self.order and key is not None:
                 n10, nday = ctx.limits.order(key.account)
                 headers[ORDERS_10S] = str(n10)
                 headers[ORDERS_1D] = str(nday)
-            call = Call(request, params, key, headers)
-            return json_response(await handler(ctx, call), 200, headers)
+            out = await self.handler(ctx, Call(ip, params, key, headers))
+            return 200, _encode(out), headers
         except errors.ApiError as exc:
-            return error_response(exc, headers)
+            headers.update(exc.headers)
+            return exc.http_status, _encode(exc.body()), headers
         except Exception:
-            log.exception("unhandled error on %s %s", request.method, request_path(request))
-            return error_response(errors.unknown(), headers)
+            log.exception("unhandled error on %s %s", method, path[:200])
+            exc = errors.unknown()
+            headers.update(exc.headers)
+            return exc.http_status, _encode(exc.body()), headers
 
-    return run
+    async def __call__(self, request: Request) -> Response:
+        try:
+            body: bytes | errors.ApiError = await read_body(request)
+        except errors.ApiError as exc:
+            body = exc
+        status, data, headers = await self.handle(
+            client_ip(request), request.method, request_path(request),
+            request.scope.get("query_string", b""), body, request.headers.get("x-mbx-apikey"))
+        return Response(data, status, headers, media_type="application/json")
+
+
+def endpoint(ctx: GatewayContext, handler: Handler, *, weight: Weight = 1,
+             security: str = NONE, perm: str = "read", order: bool = False) -> Endpoint:
+    """Wrap ``handler`` with parameters, limits, auth and error rendering."""
+    return Endpoint(ctx, handler, weight, security, perm, order)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -26,6 +27,7 @@ from chainbook.gateway.endpoint import (
     NONE,
     SIGNED,
     USED_WEIGHT,
+    Endpoint,
     Handler,
     Weight,
     endpoint,
@@ -84,25 +86,21 @@ ENDPOINTS: tuple[Spec, ...] = (
 )
 
 
-def _dispatch(table: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
-    """One endpoint per path that picks the handler by method (HEAD as GET)."""
-
-    async def run(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        fn = table.get(method)
-        if fn is None:
-            exc = errors.method_not_allowed(request.method, request_path(request))
-            exc.headers["Allow"] = ", ".join(sorted(table))
-            return error_response(exc)
-        response: Response = await fn(request)
-        return response
-
-    return run
+async def _dispatch(table: dict[str, Endpoint], request: Request) -> Response:
+    """One endpoint per path that picks the handler by method (HEAD as GET); routed
+    as ``partial(_dispatch, table)``, which ``fast_table`` reads back."""
+    method = "GET" if request.method == "HEAD" else request.method
+    fn = table.get(method)
+    if fn is None:
+        exc = errors.method_not_allowed(request.method, request_path(request))
+        exc.headers["Allow"] = ", ".join(sorted(table))
+        return error_response(exc)
+    return await fn(request)
 
 
 def build_rest_routes(ctx: GatewayContext) -> list[BaseRoute]:
     """Every REST endpoint of the subset, plus GET /openapi.json."""
-    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for spec in ENDPOINTS:
         fn = endpoint(ctx, spec.handler, weight=spec.weight, security=spec.security,
                       perm=spec.perm, order=spec.order)
@@ -110,7 +108,7 @@ def build_rest_routes(ctx: GatewayContext) -> list[BaseRoute]:
     # Starlette tries the routes in order (a regex match each): order entry first
     paths = sorted(by_path, key=lambda p: p not in HOT_PATHS)
     routes: list[BaseRoute] = [
-        Route(path, _dispatch(by_path[path]), methods=ALL_METHODS) for path in paths
+        Route(path, partial(_dispatch, by_path[path]), methods=ALL_METHODS) for path in paths
     ]
     document = openapi_document([(s.method, API + s.path, s.security) for s in ENDPOINTS])
 
@@ -144,6 +142,17 @@ def direct_rest(app: AsgiApp, routes: Iterable[BaseRoute]) -> AsgiApp:
         await app(scope, receive, send)
 
     return rest_first
+
+
+def fast_table(routes: Iterable[BaseRoute]) -> dict[tuple[bytes, bytes], Endpoint]:
+    """(method, path) -> endpoint of every REST route, for ``gateway/fasthttp.py``."""
+    out: dict[tuple[bytes, bytes], Endpoint] = {}
+    for r in routes:
+        fn = r.endpoint if isinstance(r, Route) else None
+        if isinstance(fn, partial) and fn.func is _dispatch:
+            for method, ep in fn.args[0].items():
+                out[(method.encode(), r.path.encode())] = ep  # type: ignore[union-attr]
+    return out
 
 
 async def _unknown_path(request: Request) -> Response:

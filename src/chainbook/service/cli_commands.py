@@ -98,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainbook.app import build_app
-    from chainbook.gateway.rest import direct_rest
+    from chainbook.gateway.fasthttp import fast_protocol
+    from chainbook.gateway.rest import direct_rest, fast_table
     from chainbook.gateway.wsdirect import expose_raw_send
     from chainbook.service.config import ConfigError, load_config, parse_hostport
     from chainbook.service.gcstats import GC_STATS_ENV
@@ -128,13 +129,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # permessage-deflate off: it compresses every frame once per subscriber (Binance's
     # streams do not offer it either). expose_raw_send lets the hub write pre-built
     # frames straight to the sockets (gateway/wsdirect.py); direct_rest calls the REST
-    # endpoints past Starlette's middleware and router (gateway/rest.py).
+    # endpoints past Starlette's middleware and router (gateway/rest.py), and the
+    # httptools protocol answers the REST endpoints without ASGI at all (gateway/fasthttp.py).
     # X-Forwarded-For is believed only from [server] trusted_proxies (uvicorn would trust
     # it from 127.0.0.1, letting a local client choose the address its rate limit uses).
     uv_config = uvicorn.Config(
         expose_raw_send(direct_rest(app, app.routes)), host=config.host, port=config.port,
         log_level="warning",
-        http="httptools", loop="uvloop", ws="websockets-sansio", ws_per_message_deflate=False,
+        http=fast_protocol(fast_table(app.routes)), loop="uvloop", ws="websockets-sansio",
+        ws_per_message_deflate=False,
         lifespan="on", timeout_graceful_shutdown=5,
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=",".join(config.trusted_proxies) or None)

@@ -1,0 +1,183 @@
+"""The gateway's HTTP/1.1 protocol: uvicorn's, with the REST endpoints answered in place.
+
+``fast_protocol(table)`` subclasses uvicorn's httptools protocol (uvicorn is pinned).  A
+request whose method and exact path are in ``table`` (the REST endpoints, e.g. ``POST
+/api/v3/order``) is not turned into an ASGI scope, a ``RequestResponseCycle`` and
+Starlette ``Request``/``Response`` objects: a small ``_RestCycle`` collects the body,
+calls the endpoint's transport-neutral ``Endpoint.handle`` and writes the status line,
+headers and JSON body in one ``transport.write``.  That saves ~40 % of the event loop's
+work per order request (docs/gateway-performance.md, Session 6).
+
+Everything else takes uvicorn's own path unchanged: other paths (WebSocket upgrades,
+``/openapi.json``, 404s, the capital endpoints), HEAD, a percent-encoded path or a URL
+fragment, ``Expect: 100-continue``, a ``root_path``, a concurrency limit, and every
+request when proxy headers are trusted (uvicorn rewrites the client address in an ASGI
+middleware this path would skip).  The cycle keeps the parts of uvicorn's contract the
+protocol relies on (``response_complete``, ``keep_alive``, ``disconnected``,
+``message_event``, ``run_asgi``), so keep-alive, pipelining (a request waits for the one
+before it), flow control, graceful shutdown and the task bookkeeping are uvicorn's.
+``tests/unit/gateway/test_fasthttp.py`` sends the same requests through both paths and
+compares status, headers and body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from chainbook.gateway import auth, errors
+from chainbook.gateway.endpoint import Endpoint
+
+log = logging.getLogger("chainbook.gateway")
+
+FastTable = dict[tuple[bytes, bytes], Endpoint]  # (method, raw path) -> endpoint
+_JSON = b"content-type: application/json\r\n"
+
+
+class _RestCycle:
+    """One REST request handled without ASGI; what uvicorn's protocol expects of a cycle."""
+
+    __slots__ = ("proto", "endpoint", "method", "path", "query", "api_key", "body",
+                 "too_long", "more_body", "message_event", "disconnected", "keep_alive",
+                 "response_complete", "on_response")
+
+    def __init__(self, proto: HttpToolsProtocol, endpoint: Endpoint, method: str,
+                 path: str, query: bytes, api_key: str | None, keep_alive: bool) -> None:
+        self.proto = proto
+        self.endpoint = endpoint
+        self.method = method
+        self.path = path
+        self.query = query
+        self.api_key = api_key
+        self.body = bytearray()
+        self.too_long = False
+        self.more_body = True
+        self.message_event = asyncio.Event()
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.on_response = proto.on_response_complete
+
+    def add_body(self, chunk: bytes) -> None:
+        if not self.too_long:
+            self.body += chunk
+            if len(self.body) > auth.MAX_BYTES:  # refused (-1101) as read_body does
+                self.too_long = True
+                self.body = bytearray()
+        self.message_event.set()
+
+    async def run_asgi(self, _app: Any) -> None:
+        """Called by the protocol (now, or once the request before it is answered)."""
+        proto = self.proto
+        try:
+            while self.more_body and not self.disconnected:
+                proto.flow.resume_reading()
+                await self.message_event.wait()
+                self.message_event.clear()
+            if self.disconnected:  # cut off before its body ended: nothing is done
+                return
+            body: bytes | errors.ApiError = (errors.too_many_params() if self.too_long
+                                             else bytes(self.body))
+            client = proto.client
+            ip = client[0] if client is not None else "unknown"
+            status, data, headers = await self.endpoint.handle(
+                ip, self.method, self.path, self.query, body, self.api_key)
+            flow = proto.flow
+            if flow.write_paused and not self.disconnected:
+                await flow.drain()
+            if self.disconnected:
+                return
+            out = [STATUS_LINE[status]]
+            for name, value in proto.server_state.default_headers:
+                out += (name, b": ", value, b"\r\n")
+            for key, text in headers.items():
+                out += (key.lower().encode("latin-1"), b": ", text.encode("latin-1"), b"\r\n")
+            out.append(b"content-length: %d\r\n" % len(data))
+            out.append(_JSON)
+            if not self.keep_alive:
+                out.append(b"connection: close\r\n")
+            out += (b"\r\n", data)
+            if proto.access_log and proto.access_logger.isEnabledFor(logging.INFO):
+                proto.access_logger.info('%s - "%s %s HTTP/1.1" %d', ip, self.method,
+                                         self.path, status)
+            proto.transport.write(b"".join(out))
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                proto.transport.close()
+            self.on_response()
+        except BaseException:
+            log.exception("REST request %s %s failed", self.method, self.path)
+            proto.transport.close()
+            raise
+        finally:
+            self.on_response = _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
+def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol answering ``table``'s requests in place."""
+
+    class RestProtocol(HttpToolsProtocol):
+        def on_headers_complete(self) -> None:
+            parser = self.parser
+            url = self.url
+            q = url.find(b"?")
+            endpoint = table.get((parser.get_method(), url if q < 0 else url[:q]))
+            if (endpoint is None or self.expect_100_continue or self.root_path
+                    or self.limit_concurrency is not None or self.config.proxy_headers
+                    or b"#" in url or parser.should_upgrade()):
+                super().on_headers_complete()
+                return
+            api_key = None
+            for name, value in self.headers:
+                if name == b"x-mbx-apikey":
+                    api_key = value.decode("latin-1")
+                    break
+            cycle = _RestCycle(
+                self, endpoint, endpoint_method(parser.get_method()),
+                (url if q < 0 else url[:q]).decode("ascii"), b"" if q < 0 else url[q + 1:],
+                api_key, parser.get_http_version() != "1.0" and parser.should_keep_alive())
+            existing = self.cycle
+            self.cycle = cycle  # type: ignore[assignment]
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+            else:  # pipelined: answered after the one before it, as uvicorn does
+                self.flow.pause_reading()
+                self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+
+        def on_body(self, body: bytes) -> None:
+            cycle = self.cycle
+            if type(cycle) is _RestCycle:
+                if not cycle.response_complete:
+                    cycle.add_body(body)
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            cycle = self.cycle
+            if type(cycle) is _RestCycle:
+                if not cycle.response_complete:
+                    cycle.more_body = False
+                    cycle.message_event.set()
+                return
+            super().on_message_complete()
+
+    return RestProtocol
+
+
+_METHODS: dict[bytes, str] = {}
+
+
+def endpoint_method(method: bytes) -> str:
+    """The method as text (cached: there are a handful)."""
+    text = _METHODS.get(method)
+    if text is None:
+        text = _METHODS[method] = method.decode("ascii")
+    return text

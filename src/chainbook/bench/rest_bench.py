@@ -14,7 +14,8 @@ and the server's garbage-collector pauses during the run (``server_gc``: collect
 10 ms and more, from ``CHAINBOOK_GC_STATS``; a collection stalls every thread).
 
 Figures only: nothing here asserts a time. ``--rate`` counts order requests (new +
-cancel); ``new_orders_per_s`` is half of it.
+cancel); ``new_orders_per_s`` is half of it with ``--mix pairs`` and all of it with
+``--mix ioc`` (new IOC orders only).
 """
 
 from __future__ import annotations
@@ -136,8 +137,11 @@ Request = tuple[str, str, str, str]  # kind, method, path + query, form body
 
 
 def build_requests(accounts: list[dict[str, str]], clients: int, per_client: int,
-                   seed: int, ts_ms: int) -> list[list[Request]]:
-    """Per client: place/cancel pairs, signed. Bids 29000-29900, asks 30100-31000."""
+                   seed: int, ts_ms: int, mix: str = "pairs") -> list[list[Request]]:
+    """Per client, signed: place/cancel pairs (``pairs``), or only new IOC limit orders
+    that do not cross and expire at once (``ioc``: every request is a new order, and
+    none rests, so the per-account open-order limit is never reached). Bids
+    29000-29900, asks 30100-31000."""
     rng = random.Random(seed)
     plans: list[list[Request]] = []
     for c in range(clients):
@@ -148,13 +152,19 @@ def build_requests(accounts: list[dict[str, str]], clients: int, per_client: int
             cid = f"bench-{c}-{n}"
             ticks = rng.randrange(0, 90_000)
             price = 2_900_000 + ticks if side == "BUY" else 3_010_000 + ticks
-            place = {"symbol": "BTCUSDT", "side": side, "type": "LIMIT", "timeInForce": "GTC",
+            tif = "IOC" if mix == "ioc" else "GTC"
+            place = {"symbol": "BTCUSDT", "side": side, "type": "LIMIT", "timeInForce": tif,
                      "quantity": f"0.{rng.randrange(20, 100):05d}",
                      "price": f"{price // 100}.{price % 100:02d}", "newClientOrderId": cid,
                      "newOrderRespType": "ACK", "timestamp": ts_ms, "recvWindow": RECV_WINDOW}
             cancel = {"symbol": "BTCUSDT", "origClientOrderId": cid, "timestamp": ts_ms,
                       "recvWindow": RECV_WINDOW}
             plan.append(("new", "POST", "/api/v3/order", signed(acct["api_secret"], place)))
+            if mix == "ioc":
+                place = {**place, "newClientOrderId": f"{cid}-ioc", "timeInForce": "IOC"}
+                plan.append(("new", "POST", "/api/v3/order",
+                             signed(acct["api_secret"], place)))
+                continue
             plan.append(("cancel", "DELETE",
                          "/api/v3/order?" + signed(acct["api_secret"], cancel), ""))
         plans.append(plan)
@@ -387,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", help="server data dir (default: a temp dir, removed)")
     ap.add_argument("--server-profile", metavar="FILE",
                     help="run the server under cProfile, stats to FILE")
+    ap.add_argument("--mix", default="pairs", choices=("pairs", "ioc"),
+                    help="pairs: a new GTC order then its cancel; ioc: only new IOC orders "
+                         "that expire (every request a new order)")
     ap.add_argument("--client", default="raw", choices=("raw", "aiohttp"),
                     help="raw: plain sockets and one epoll loop (default); aiohttp: the "
                          "client library ccxt uses (~130 us of client CPU per request)")
@@ -400,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            env={GC_STATS_ENV: str(gc_file)})
         try:
             plans = build_requests(srv.accounts, args.clients, per_client, args.seed,
-                                   int(time.time() * 1000))
+                                   int(time.time() * 1000), args.mix)
             if args.client == "raw":
                 result = _run_raw(srv, plans, args.rate)
             else:
@@ -408,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             status = stop_server(srv)
         result["server_gc"] = gc_during(gc_file, result.pop("window"))
-    print(json.dumps({"bench": "rest", "clients": args.clients, "target_per_s": args.rate,
+    print(json.dumps({"bench": "rest", "mix": args.mix, "clients": args.clients,
+                      "target_per_s": args.rate,
                       "seconds": args.seconds, "fsync": args.fsync, "seed": args.seed,
                       "cpus": os.cpu_count(), **result, "server_exit": status}))
     return 0

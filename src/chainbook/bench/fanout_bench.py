@@ -22,6 +22,11 @@ Latencies per (trade, subscriber), in ms, p50/p99/max:
   trade-to-receipt and can be slightly negative;
 * ``from_event_time``: receipt - the payload's ``E`` (server event time, ms resolution);
 * ``spread``: receipt - the first subscriber's receipt of the same trade;
+* ``kernel_from_event_time``, ``kernel_from_send``, ``kernel_spread`` (raw client): the
+  same from the moment the frame arrived in the subscriber's socket, as the kernel
+  stamped it (``SO_TIMESTAMPNS``), not when the subscriber process got round to reading
+  it: on a machine whose cores the subscribers share with the server, that read waits
+  for a core, which a subscriber on its own machine would not;
 * ``first_from_event_time`` (per trade): the first subscriber's receipt - ``E``.  It is
   ~4 ms at 1,000 subscribers because uvloop queues small transport writes until the end
   of the event-loop iteration, i.e. after the whole publish loop (~3 ms of Python).
@@ -53,6 +58,7 @@ import multiprocessing as mp
 import os
 import select
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -73,6 +79,8 @@ from chainbook.bench.rest_bench import (
 from chainbook.service.cli_commands import HUB_STATS_ENV
 
 STREAM = "btcusdt@trade"
+SO_TIMESTAMPNS = 35  # Linux: the kernel stamps each received packet (SCM_TIMESTAMPNS)
+Stamp = tuple[int, int]  # (receipt by the subscriber, arrival in its socket: 0 if unknown)
 CONNECT_BATCH = 50  # concurrent handshakes per subscriber process
 
 
@@ -104,7 +112,8 @@ def _handshake(host: str, port: int, path: str) -> tuple[socket.socket, bytearra
     return sock, bytearray(rest)
 
 
-def _frames(buf: bytearray, ns: int, out: list[tuple[int, bytes]], sock: socket.socket) -> None:
+def _frames(buf: bytearray, ns: Stamp, out: list[tuple[Stamp, bytes]],
+            sock: socket.socket) -> None:
     """Take the complete server frames off ``buf``: text payloads to ``out`` stamped
     ``ns``, pings answered (masked pong, zero key)."""
     while len(buf) >= 2:
@@ -136,12 +145,14 @@ def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     socks: dict[int, socket.socket] = {}
-    chunks: list[tuple[int, int, bytes]] = []  # (fd, receipt ns, bytes), in arrival order
+    # (fd, receipt ns, kernel arrival ns, bytes), in arrival order
+    chunks: list[tuple[int, int, bytes, bytes]] = []
     for _ in range(count):
         sock, rest = _handshake(host, port, parts.path)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         socks[sock.fileno()] = sock
         if rest:
-            chunks.append((sock.fileno(), time.time_ns(), bytes(rest)))
+            chunks.append((sock.fileno(), time.time_ns(), b"", bytes(rest)))
     ep = select.epoll()
     for fd in socks:
         ep.register(fd, select.EPOLLIN)
@@ -149,6 +160,7 @@ def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
     ep.register(stop_fd, select.EPOLLIN)
     buf = bytearray(1 << 16)
     view = memoryview(buf)
+    bufs, anc_size = [buf], socket.CMSG_SPACE(16)
     now, add = time.time_ns, chunks.append
     conn.send(("ready", count))
     running = True
@@ -159,7 +171,7 @@ def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
                 continue
             sock = socks[fd]
             try:
-                n = sock.recv_into(buf)
+                n, anc, _flags, _addr = sock.recvmsg_into(bufs, anc_size)
             except BlockingIOError:
                 continue
             if not n:
@@ -169,34 +181,36 @@ def _raw_subscribe(url: str, count: int, conn: Connection) -> None:
             if buf[0] & 0x0F == 9 and n == 2 + (buf[1] & 0x7F) < 128:  # a lone ping
                 sock.sendall(bytes((0x8A, 0x80 | (n - 2))) + b"\0\0\0\0" + view[2:n])
                 continue
-            add((fd, ns, bytes(view[:n])))
+            add((fd, ns, anc[0][2] if anc else b"", bytes(view[:n])))
     conn.recv()
     ep.close()
-    received: dict[int, list[tuple[int, bytes]]] = {fd: [] for fd in socks}
+    received: dict[int, list[tuple[Stamp, bytes]]] = {fd: [] for fd in socks}
     pending = {fd: bytearray() for fd in socks}
-    for fd, ns, data in chunks:
+    for fd, ns, kernel, data in chunks:
         pending[fd] += data
-        _frames(pending[fd], ns, received[fd], socks[fd])
+        sec, nsec = struct.unpack("qq", kernel[:16]) if kernel else (0, 0)
+        _frames(pending[fd], (ns, sec * 1_000_000_000 + nsec), received[fd], socks[fd])
     for sock in socks.values():
         sock.close()
     conn.send((_stamps(list(received.values())), cpu_seconds()))
     conn.close()
 
 
-def _stamps(received: list[list[tuple[int, Any]]]) -> dict[int, list[tuple[int, int]]]:
-    """trade id -> [(receipt ns, event time ms)] over every subscriber."""
-    stamps: dict[int, list[tuple[int, int]]] = {}
+def _stamps(received: list[list[tuple[Stamp, Any]]]) -> dict[int, list[tuple[int, int, int]]]:
+    """trade id -> [(receipt ns, kernel arrival ns or 0, event time ms)] over every
+    subscriber."""
+    stamps: dict[int, list[tuple[int, int, int]]] = {}
     for rows in received:
-        for ns, msg in rows:
+        for (ns, kernel), msg in rows:
             event = json.loads(msg)
-            stamps.setdefault(int(event["t"]), []).append((ns, int(event["E"])))
+            stamps.setdefault(int(event["t"]), []).append((ns, kernel, int(event["E"])))
     return stamps
 
 
 async def _subscribe(url: str, count: int, conn: Connection) -> None:
     import websockets  # a pinned dependency; imported in the child only
 
-    received: list[list[tuple[int, str]]] = [[] for _ in range(count)]
+    received: list[list[tuple[Stamp, str]]] = [[] for _ in range(count)]
     sockets: list[Any] = []
     for start in range(0, count, CONNECT_BATCH):
         batch = range(start, min(count, start + CONNECT_BATCH))
@@ -207,7 +221,7 @@ async def _subscribe(url: str, count: int, conn: Connection) -> None:
         out = received[i]
         try:
             async for msg in ws:
-                out.append((time.time_ns(), msg))
+                out.append(((time.time_ns(), 0), msg))
         except websockets.ConnectionClosed:
             pass
 
@@ -296,7 +310,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
         elapsed = time.perf_counter() - began
         for pipe in pipes:
             pipe.send("stop")
-        stamps: dict[int, list[tuple[int, int]]] = {}
+        stamps: dict[int, list[tuple[int, int, int]]] = {}
         subscriber_cpu = 0.0
         for pipe in pipes:
             rows_by_trade, cpu = pipe.recv()
@@ -309,26 +323,107 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
             if p.is_alive():
                 p.kill()
     from_send, from_ack, from_e, spread, first_e = [], [], [], [], []
+    k_send, k_e, k_spread = [], [], []
     delivered = 0
     for tid, (sent, acked) in times.items():
         rows = stamps.get(tid, [])
         delivered += len(rows)
         if not rows:
             continue
-        first = min(ns for ns, _ in rows)
-        first_e.append(first / 1e6 - rows[0][1])
-        for ns, e_ms in rows:
+        first = min(ns for ns, _, _ in rows)
+        first_e.append(first / 1e6 - rows[0][2])
+        k_first = min((k for _, k, _ in rows if k), default=0)
+        for ns, kernel, e_ms in rows:
             from_send.append((ns - sent) / 1e6)
             from_ack.append((ns - acked) / 1e6)
             from_e.append(ns / 1e6 - e_ms)
             spread.append((ns - first) / 1e6)
+            if kernel:
+                k_send.append((kernel - sent) / 1e6)
+                k_e.append(kernel / 1e6 - e_ms)
+                k_spread.append((kernel - k_first) / 1e6)
     return {"connected": connected, "trades": len(times), "delivered": delivered,
             "missing": connected * len(times) - delivered,
             "from_send_ms": _stats(from_send), "from_ack_ms": _stats(from_ack),
             "from_event_time_ms": _stats(from_e), "spread_ms": _stats(spread),
             "first_from_event_time_ms": _stats(first_e),
+            "kernel_from_send_ms": _stats(k_send),
+            "kernel_from_event_time_ms": _stats(k_e), "kernel_spread_ms": _stats(k_spread),
             "elapsed_s": round(elapsed, 2), "server_cpu_s": round(server_cpu, 2),
             "subscribers_cpu_s": round(subscriber_cpu, 2)}
+
+
+def _floor_reader(port: int, count: int, rounds: int, conn: Connection) -> None:
+    """Child of ``send_floor``: ``count`` connections; kernel arrival stamps per round."""
+    socks = {}
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        socks[sock.fileno()] = sock
+    ep = select.epoll()
+    for fd in socks:
+        ep.register(fd, select.EPOLLIN)
+    conn.send("ready")
+    buf, anc_size = bytearray(1 << 16), socket.CMSG_SPACE(16)
+    stamps: list[tuple[int, int]] = []
+    got = 0
+    while got < count * rounds:
+        for fd, _ in ep.poll():
+            n, anc, _f, _a = socks[fd].recvmsg_into([buf], anc_size)
+            sec, nsec = struct.unpack("qq", anc[0][2][:16])
+            for i in range(0, n, FLOOR_FRAME):  # one stamp per message in the read
+                stamps.append((buf[i], sec * 1_000_000_000 + nsec))
+            got += n // FLOOR_FRAME
+    conn.send(stamps)
+    for sock in socks.values():
+        sock.close()
+
+
+FLOOR_FRAME = 200  # bytes: about one trade frame
+
+
+def send_floor(count: int, rounds: int, procs: int) -> dict[str, Any]:
+    """The peer: what this machine takes to land a frame in ``count`` loopback TCP
+    sockets from a bare Python ``send`` loop (no exchange, no WebSocket), read by
+    ``procs`` epoll processes with kernel arrival stamps: the floor under the server's
+    fan-out on the same machine, measured in the same run."""
+    ctx = mp.get_context("spawn")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(count + 16)
+    port = srv.getsockname()[1]
+    shares = [count // procs + (i < count % procs) for i in range(procs)]
+    pipes, children = [], []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_floor_reader, args=(port, share, rounds, child), daemon=True)
+        p.start()
+        pipes.append(parent)
+        children.append(p)
+    try:
+        conns = [srv.accept()[0] for _ in range(count)]
+        for c in conns:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for pipe in pipes:
+            pipe.recv()
+        starts = []
+        for r in range(rounds):
+            msg = bytes([r % 256]) + b"x" * (FLOOR_FRAME - 1)
+            starts.append(time.time_ns())
+            for c in conns:
+                c.send(msg)
+            time.sleep(0.05)
+        arrivals = [(r, k) for pipe in pipes for r, k in pipe.recv()]
+    finally:
+        for p in children:
+            p.join(10)
+        srv.close()
+    for c in conns:
+        c.close()
+    return {"subscribers": count, "rounds": rounds, "frame_bytes": FLOOR_FRAME,
+            "arrival_from_round_start_ms": _stats([(k - starts[r]) / 1e6
+                                                   for r, k in arrivals])}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "stamps show the server) or the websockets library (asyncio)")
     ap.add_argument("--server-profile", metavar="FILE",
                     help="run the server under cProfile, stats to FILE")
+    ap.add_argument("--peer", action="store_true",
+                    help="then measure the bare send-loop floor (send_floor) in the same run")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.subscribers < 1 or args.procs < 1 or args.trades < 1 or args.rate <= 0:
         ap.error("--subscribers, --procs, --trades and --rate must be positive")
@@ -359,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             status = stop_server(srv)
         result.update(hub_figures(counters))
+    if args.peer:
+        result["peer_bare_send_loop"] = send_floor(args.subscribers, min(args.trades, 250),
+                                                   min(args.procs, args.subscribers))
     print(json.dumps({"bench": "fanout", "subscribers": args.subscribers, "procs": args.procs,
                       "client": args.client,
                       "rate_per_s": args.rate, "fsync": args.fsync, "cpus": os.cpu_count(),

@@ -20,6 +20,17 @@ def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     # serve froze its start-up heap (app.freeze_heap) and reported its GC pauses
     assert out["server_gc"]["frozen_objects"] > 10_000
     assert isinstance(out["server_gc"]["long_pauses_ms"], list)
+    assert out["client"] == "raw" and out["from_due_ms"]["n"] == 200
+
+
+def test_rest_bench_tiny_new_orders_only_through_aiohttp(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert rest_bench.main(["--clients", "2", "--rate", "100", "--seconds", "1",
+                            "--mix", "ioc", "--client", "aiohttp"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 100 and out["errors"] == {}
+    assert out["new_latency_ms"]["n"] == 100 and out["cancel_latency_ms"] == {}
+    assert (out["mix"], out["client"]) == ("ioc", "aiohttp")
 
 
 def test_fanout_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,3 +41,17 @@ def test_fanout_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["delivered"] == 100 and out["missing"] == 0
     assert set(out["from_ack_ms"]) == {"p50", "p99", "max"}
     assert out["server_exit"] == 0
+
+
+def test_fanout_bench_tiny_with_kernel_stamps_and_the_peer(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert fanout_bench.main(["--subscribers", "10", "--procs", "1", "--trades", "3",
+                              "--rate", "10", "--peer"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["missing"] == 0
+    # the kernel stamps every arrival, before the subscriber reads it
+    assert 0 <= out["kernel_spread_ms"]["p50"] <= out["kernel_spread_ms"]["max"]
+    assert out["kernel_from_send_ms"]["p50"] <= out["from_send_ms"]["max"]
+    peer = out["peer_bare_send_loop"]
+    assert (peer["subscribers"], peer["rounds"]) == (10, 3)
+    assert peer["arrival_from_round_start_ms"]["max"] >= 0

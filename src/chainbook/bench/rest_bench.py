@@ -73,11 +73,14 @@ class LiveServer:
         return f"ws://{self.host}:{self.port}"
 
 
-def bench_config(fsync: str) -> str:
-    """The built-in config with ``fsync`` and rate limits no benchmark reaches."""
+def bench_config(fsync: str, http: str = "fast") -> str:
+    """The built-in config with ``fsync``, ``http`` and rate limits no benchmark reaches."""
     text, n = re.subn(r'(?m)^fsync = "\w+"', f'fsync = "{fsync}"', DEFAULT_TOML)
     if n != 1:
         raise ValueError("server.fsync is missing from the default config")
+    text, n = re.subn(r'(?m)^http = "\w+"', f'http = "{http}"', text)
+    if n != 1:
+        raise ValueError("server.http is missing from the default config")
     for key, value in NO_LIMITS.items():
         text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
         if n != 1:
@@ -86,7 +89,8 @@ def bench_config(fsync: str) -> str:
 
 
 def start_server(fsync: str = "every", data: str | None = None,
-                 profile: str | None = None, env: dict[str, str] | None = None) -> LiveServer:
+                 profile: str | None = None, env: dict[str, str] | None = None,
+                 http: str = "fast") -> LiveServer:
     """Start ``chainbook serve --demo`` on a free port; return once it listens.
 
     With ``profile``, the server runs under cProfile and writes its stats there on exit;
@@ -98,7 +102,7 @@ def start_server(fsync: str = "every", data: str | None = None,
     root = Path(data)
     root.mkdir(parents=True, exist_ok=True)
     config = root / "bench.toml"
-    config.write_text(bench_config(fsync))
+    config.write_text(bench_config(fsync, http))
     log = root / "serve.log"
     proc, meta = spawn_serve(
         ["--demo", "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
@@ -397,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", help="server data dir (default: a temp dir, removed)")
     ap.add_argument("--server-profile", metavar="FILE",
                     help="run the server under cProfile, stats to FILE")
+    ap.add_argument("--http", default="fast", choices=("fast", "uvicorn"),
+                    help="the server's [server] http setting (uvicorn: the ASGI path)")
     ap.add_argument("--mix", default="pairs", choices=("pairs", "ioc"),
                     help="pairs: a new GTC order then its cancel; ioc: only new IOC orders "
                          "that expire (every request a new order)")
@@ -410,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chainbook-gc-") as gc_dir:
         gc_file = Path(gc_dir) / "gc.json"
         srv = start_server(args.fsync, args.data, args.server_profile,
-                           env={GC_STATS_ENV: str(gc_file)})
+                           env={GC_STATS_ENV: str(gc_file)}, http=args.http)
         try:
             plans = build_requests(srv.accounts, args.clients, per_client, args.seed,
                                    int(time.time() * 1000), args.mix)
@@ -421,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             status = stop_server(srv)
         result["server_gc"] = gc_during(gc_file, result.pop("window"))
-    print(json.dumps({"bench": "rest", "mix": args.mix, "clients": args.clients,
+    print(json.dumps({"bench": "rest", "http": args.http, "mix": args.mix,
+                      "clients": args.clients,
                       "target_per_s": args.rate,
                       "seconds": args.seconds, "fsync": args.fsync, "seed": args.seed,
                       "cpus": os.cpu_count(), **result, "server_exit": status}))

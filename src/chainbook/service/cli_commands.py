@@ -136,7 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uv_config = uvicorn.Config(
         expose_raw_send(direct_rest(app, app.routes)), host=config.host, port=config.port,
         log_level="warning",
-        http=fast_protocol(fast_table(app.routes)), loop="uvloop", ws="websockets-sansio",
+        http=(fast_protocol(fast_table(app.routes)) if config.http == "fast" else "httptools"),
+        loop="uvloop", ws="websockets-sansio",
         ws_per_message_deflate=False,
         lifespan="on", timeout_graceful_shutdown=5,
         proxy_headers=bool(config.trusted_proxies),

@@ -33,6 +33,7 @@ fsync = "every"            # every | interval | off: when an acknowledged comman
 snapshot_every = 100000    # commands between snapshots
 trusted_proxies = []       # addresses whose X-Forwarded-For names the client (rate limits
                            # by IP); none by default: a client cannot pick its own address
+http = "fast"              # fast: REST answered by the HTTP protocol itself; uvicorn: ASGI
 
 [multicast]                # hot tick datagrams (chainbook ticks listens)
 enabled = false
@@ -148,6 +149,7 @@ class Config:
     fsync: str = "every"
     snapshot_every: int = 100_000
     trusted_proxies: list[str] = field(default_factory=list)
+    http: str = "fast"  # fast | uvicorn (gateway/fasthttp.py)
     multicast: bool = False
     multicast_group: str = "239.255.42.1"
     multicast_port: int = 31337
@@ -299,7 +301,7 @@ def _limits(spec: SymbolSpec, t: dict[str, Any], where: str) -> dict[str, int]:
 
 def _server(cfg: Config, t: dict[str, Any], source: str) -> None:
     where = f"{source}: [server]"
-    _known(t, {"host", "port", "fsync", "snapshot_every", "trusted_proxies"}, where)
+    _known(t, {"host", "port", "fsync", "snapshot_every", "trusted_proxies", "http"}, where)
     cfg.host = _str(t.get("host", cfg.host), f"{where} host")
     cfg.port = _port(t.get("port", cfg.port), f"{where} port")
     fsync = _str(t.get("fsync", cfg.fsync), f"{where} fsync")
@@ -313,6 +315,10 @@ def _server(cfg: Config, t: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{where} trusted_proxies: a list of addresses, e.g. "
                           "[\"127.0.0.1\"]")
     cfg.trusted_proxies = list(proxies)
+    http = _str(t.get("http", cfg.http), f"{where} http")
+    if http not in ("fast", "uvicorn"):
+        raise ConfigError(f"{where} http: fast or uvicorn (not {http!r})")
+    cfg.http = http
 
 
 def _multicast(cfg: Config, t: dict[str, Any], source: str) -> None:

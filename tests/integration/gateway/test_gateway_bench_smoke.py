@@ -23,14 +23,14 @@ def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["client"] == "raw" and out["from_due_ms"]["n"] == 200
 
 
-def test_rest_bench_tiny_new_orders_only_through_aiohttp(
+def test_rest_bench_tiny_new_orders_only_through_aiohttp_and_uvicorns_path(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert rest_bench.main(["--clients", "2", "--rate", "100", "--seconds", "1",
-                            "--mix", "ioc", "--client", "aiohttp"]) == 0
+                            "--mix", "ioc", "--client", "aiohttp", "--http", "uvicorn"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["requests"] == 100 and out["errors"] == {}
     assert out["new_latency_ms"]["n"] == 100 and out["cancel_latency_ms"] == {}
-    assert (out["mix"], out["client"]) == ("ioc", "aiohttp")
+    assert (out["mix"], out["client"], out["http"]) == ("ioc", "aiohttp", "uvicorn")
 
 
 def test_fanout_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,6 +49,11 @@ def test_shipped_example_file_equals_the_default() -> None:
     own = parse_config(DEFAULT_TOML.replace("trusted_proxies = []",
                                             'trusted_proxies = ["10.0.0.1"]'), "c.toml")
     assert own.trusted_proxies == ["10.0.0.1"]
+    assert cfg.http == "fast"
+    assert parse_config(DEFAULT_TOML.replace('http = "fast"', 'http = "uvicorn"'),
+                        "c.toml").http == "uvicorn"
+    with pytest.raises(ConfigError, match="http: fast or uvicorn"):
+        parse_config(DEFAULT_TOML.replace('http = "fast"', 'http = "h2"'), "c.toml")
 
 
 SMALL = """

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -38,20 +39,31 @@ _JSON = b"content-type: application/json\r\n"
 
 
 class _RestCycle:
-    """One REST request handled without ASGI; what uvicorn's protocol expects of a cycle."""
+    """One REST request handled without ASGI; what uvicorn's protocol expects of a cycle.
 
-    __slots__ = ("proto", "endpoint", "method", "path", "query", "api_key", "body",
-                 "too_long", "more_body", "message_event", "disconnected", "keep_alive",
-                 "response_complete", "on_response")
+    It holds the pieces of the connection it writes to, not the protocol: the protocol
+    holds the cycle, and a link back would leave every closed connection to the cyclic
+    garbage collector (``on_response``, a bound method, is dropped once it has run, as
+    uvicorn's own cycle does)."""
+
+    __slots__ = ("endpoint", "method", "path", "query", "api_key", "ip", "transport",
+                 "flow", "default_headers", "access", "body", "too_long", "more_body",
+                 "message_event", "disconnected", "keep_alive", "response_complete",
+                 "on_response")
 
     def __init__(self, proto: HttpToolsProtocol, endpoint: Endpoint, method: str,
                  path: str, query: bytes, api_key: str | None, keep_alive: bool) -> None:
-        self.proto = proto
         self.endpoint = endpoint
         self.method = method
         self.path = path
         self.query = query
         self.api_key = api_key
+        client = proto.client
+        self.ip = client[0] if client is not None else "unknown"
+        self.transport = proto.transport
+        self.flow = proto.flow
+        self.default_headers = proto.server_state.default_headers
+        self.access = proto.access_logger if proto.access_log else None
         self.body = bytearray()
         self.too_long = False
         self.more_body = True
@@ -59,39 +71,41 @@ class _RestCycle:
         self.disconnected = False
         self.keep_alive = keep_alive
         self.response_complete = False
-        self.on_response = proto.on_response_complete
+        self.on_response: Callable[[], None] = proto.on_response_complete
 
     def add_body(self, chunk: bytes) -> None:
         if not self.too_long:
             self.body += chunk
-            if len(self.body) > auth.MAX_BYTES:  # refused (-1101) as read_body does
+            if len(self.body) > auth.MAX_BYTES:  # refused (-1101) at once, as read_body
                 self.too_long = True
                 self.body = bytearray()
         self.message_event.set()
 
     async def run_asgi(self, _app: Any) -> None:
         """Called by the protocol (now, or once the request before it is answered)."""
-        proto = self.proto
+        written = False
         try:
-            while self.more_body and not self.disconnected:
-                proto.flow.resume_reading()
+            while self.more_body and not self.disconnected and not self.too_long:
+                self.flow.resume_reading()
                 await self.message_event.wait()
                 self.message_event.clear()
-            if self.disconnected:  # cut off before its body ended: nothing is done
-                return
-            body: bytes | errors.ApiError = (errors.too_many_params() if self.too_long
-                                             else bytes(self.body))
-            client = proto.client
-            ip = client[0] if client is not None else "unknown"
+            body: bytes | errors.ApiError
+            if self.disconnected:
+                # cut off before its body ended: answered -1100 as on Starlette's path,
+                # to nobody, but its weight is charged to the address all the same
+                body = errors.illegal_chars_anywhere()
+            elif self.too_long:
+                body = errors.too_many_params()
+            else:
+                body = bytes(self.body)
             status, data, headers = await self.endpoint.handle(
-                ip, self.method, self.path, self.query, body, self.api_key)
-            flow = proto.flow
-            if flow.write_paused and not self.disconnected:
-                await flow.drain()
+                self.ip, self.method, self.path, self.query, body, self.api_key)
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
             if self.disconnected:
                 return
             out = [STATUS_LINE[status]]
-            for name, value in proto.server_state.default_headers:
+            for name, value in self.default_headers:
                 out += (name, b": ", value, b"\r\n")
             for key, text in headers.items():
                 out += (key.lower().encode("latin-1"), b": ", text.encode("latin-1"), b"\r\n")
@@ -100,21 +114,31 @@ class _RestCycle:
             if not self.keep_alive:
                 out.append(b"connection: close\r\n")
             out += (b"\r\n", data)
-            if proto.access_log and proto.access_logger.isEnabledFor(logging.INFO):
-                proto.access_logger.info('%s - "%s %s HTTP/1.1" %d', ip, self.method,
-                                         self.path, status)
-            proto.transport.write(b"".join(out))
+            if self.access is not None and self.access.isEnabledFor(logging.INFO):
+                self.access.info('%s - "%s %s HTTP/1.1" %d', self.ip, self.method,
+                                 self.path, status)
+            written = True
+            self.transport.write(b"".join(out))
             self.response_complete = True
             self.message_event.set()
             if not self.keep_alive:
-                proto.transport.close()
+                self.transport.close()
             self.on_response()
-        except BaseException:
-            log.exception("REST request %s %s failed", self.method, self.path)
-            proto.transport.close()
-            raise
+        except BaseException as exc:  # as uvicorn's cycle: a 500 if nothing went out yet
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("REST request %s %s failed", self.method, self.path)
+            if not written and not self.disconnected and not self.transport.is_closing():
+                out = [STATUS_LINE[500]]
+                for name, value in self.default_headers:
+                    out += (name, b": ", value, b"\r\n")
+                self.transport.write(b"".join(out) + _ERROR_500)
+            self.transport.close()
         finally:
             self.on_response = _nothing
+
+
+_ERROR_500 = (b"content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n"
+              b"connection: close\r\n\r\nInternal Server Error")  # uvicorn's
 
 
 def _nothing() -> None:

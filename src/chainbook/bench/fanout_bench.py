@@ -63,7 +63,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -287,19 +287,28 @@ def hub_figures(path: str) -> dict[str, Any]:
             "frames_queued": stats["frames_queued"], "slow_dropped": stats["slow_dropped"]}
 
 
-def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
-            rate: float, client: str = "raw") -> dict[str, Any]:
-    """Connect the subscribers, make the trades, collect and summarise the receipts."""
+def _spawn(count: int, procs: int, args: Callable[[int, Connection], tuple[Any, ...]],
+           target: Callable[..., None]) -> tuple[list[Connection], list[Any]]:
+    """``procs`` spawned children sharing ``count`` connections, each with a pipe."""
     ctx = mp.get_context("spawn")
-    url = f"{srv.ws}/ws/{STREAM}"
-    shares = [subscribers // procs + (i < subscribers % procs) for i in range(procs)]
     pipes, children = [], []
-    for share in shares:
+    for i in range(procs):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_subscriber_proc, args=(url, share, child, client), daemon=True)
+        share = count // procs + (i < count % procs)
+        p = ctx.Process(target=target, args=args(share, child), daemon=True)
         p.start()
         pipes.append(parent)
         children.append(p)
+    return pipes, children
+
+
+def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
+            rate: float, client: str = "raw") -> dict[str, Any]:
+    """Connect the subscribers, make the trades, collect and summarise the receipts."""
+    url = f"{srv.ws}/ws/{STREAM}"
+    pipes, children = _spawn(subscribers, procs,
+                             lambda share, child: (url, share, child, client),
+                             _subscriber_proc)
     try:
         connected = sum(pipe.recv()[1] for pipe in pipes)
         time.sleep(0.5)
@@ -388,19 +397,12 @@ def send_floor(count: int, rounds: int, procs: int) -> dict[str, Any]:
     sockets from a bare Python ``send`` loop (no exchange, no WebSocket), read by
     ``procs`` epoll processes with kernel arrival stamps: the floor under the server's
     fan-out on the same machine, measured in the same run."""
-    ctx = mp.get_context("spawn")
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(count + 16)
     port = srv.getsockname()[1]
-    shares = [count // procs + (i < count % procs) for i in range(procs)]
-    pipes, children = [], []
-    for share in shares:
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_floor_reader, args=(port, share, rounds, child), daemon=True)
-        p.start()
-        pipes.append(parent)
-        children.append(p)
+    pipes, children = _spawn(count, procs, lambda share, child: (port, share, rounds, child),
+                             _floor_reader)
     try:
         conns = [srv.accept()[0] for _ in range(count)]
         for c in conns:

@@ -335,8 +335,8 @@ def _run_raw(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict[s
                     at = head.find(b"content-length:")
                     if at < 0:
                         raise ValueError("a reply without Content-Length")
-                    length = int(head[at + 15:head.find(b"\r\n", at)
-                                      if head.find(b"\r\n", at) > 0 else None])
+                    line_end = head.find(b"\r\n", at)
+                    length = int(head[at + 15:line_end if line_end > 0 else None])
                     conn.need = end + 4 + length
                     conn.status = int(head[9:12])
                 if len(buf) < conn.need:
@@ -345,7 +345,7 @@ def _run_raw(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict[s
                 lat[conn.kind].append(t - conn.sent)
                 from_due.append(t - conn.due)
                 if conn.status != 200:
-                    body = bytes(buf[conn.need - length:conn.need])
+                    body = bytes(buf[:conn.need]).partition(b"\r\n\r\n")[2]
                     errors[str(json.loads(body).get("code", conn.status))] += 1
                 del buf[:conn.need]
                 conn.need = -1

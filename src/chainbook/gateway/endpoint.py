@@ -159,13 +159,12 @@ class Endpoint:
             out = await self.handler(ctx, Call(ip, params, key, headers))
             return 200, _encode(out), headers
         except errors.ApiError as exc:
-            headers.update(exc.headers)
-            return exc.http_status, _encode(exc.body()), headers
+            err = exc
         except Exception:
             log.exception("unhandled error on %s %s", method, path[:200])
-            exc = errors.unknown()
-            headers.update(exc.headers)
-            return exc.http_status, _encode(exc.body()), headers
+            err = errors.unknown()
+        headers.update(err.headers)
+        return err.http_status, _encode(err.body()), headers
 
     async def __call__(self, request: Request) -> Response:
         try:

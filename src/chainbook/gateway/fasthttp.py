@@ -81,6 +81,13 @@ class _RestCycle:
                 self.body = bytearray()
         self.message_event.set()
 
+    def _head(self, status: int) -> list[bytes]:
+        """The status line and the server's default headers (date, server)."""
+        out = [STATUS_LINE[status]]
+        for name, value in self.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        return out
+
     async def run_asgi(self, _app: Any) -> None:
         """Called by the protocol (now, or once the request before it is answered)."""
         written = False
@@ -104,9 +111,7 @@ class _RestCycle:
                 await self.flow.drain()
             if self.disconnected:
                 return
-            out = [STATUS_LINE[status]]
-            for name, value in self.default_headers:
-                out += (name, b": ", value, b"\r\n")
+            out = self._head(status)
             for key, text in headers.items():
                 out += (key.lower().encode("latin-1"), b": ", text.encode("latin-1"), b"\r\n")
             out.append(b"content-length: %d\r\n" % len(data))
@@ -128,10 +133,7 @@ class _RestCycle:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("REST request %s %s failed", self.method, self.path)
             if not written and not self.disconnected and not self.transport.is_closing():
-                out = [STATUS_LINE[500]]
-                for name, value in self.default_headers:
-                    out += (name, b": ", value, b"\r\n")
-                self.transport.write(b"".join(out) + _ERROR_500)
+                self.transport.write(b"".join(self._head(500)) + _ERROR_500)
             self.transport.close()
         finally:
             self.on_response = _nothing
@@ -153,7 +155,9 @@ def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
             parser = self.parser
             url = self.url
             q = url.find(b"?")
-            endpoint = table.get((parser.get_method(), url if q < 0 else url[:q]))
+            raw_path = url if q < 0 else url[:q]
+            method = parser.get_method()
+            endpoint = table.get((method, raw_path))
             if (endpoint is None or self.expect_100_continue or self.root_path
                     or self.limit_concurrency is not None or self.config.proxy_headers
                     or b"#" in url or parser.should_upgrade()):
@@ -165,9 +169,9 @@ def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
                     api_key = value.decode("latin-1")
                     break
             cycle = _RestCycle(
-                self, endpoint, endpoint_method(parser.get_method()),
-                (url if q < 0 else url[:q]).decode("ascii"), b"" if q < 0 else url[q + 1:],
-                api_key, parser.get_http_version() != "1.0" and parser.should_keep_alive())
+                self, endpoint, method.decode("ascii"), raw_path.decode("ascii"),
+                b"" if q < 0 else url[q + 1:], api_key,
+                parser.get_http_version() != "1.0" and parser.should_keep_alive())
             existing = self.cycle
             self.cycle = cycle  # type: ignore[assignment]
             if existing is None or existing.response_complete:
@@ -195,13 +199,3 @@ def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
 
     return RestProtocol
 
-
-_METHODS: dict[bytes, str] = {}
-
-
-def endpoint_method(method: bytes) -> str:
-    """The method as text (cached: there are a handful)."""
-    text = _METHODS.get(method)
-    if text is None:
-        text = _METHODS[method] = method.decode("ascii")
-    return text

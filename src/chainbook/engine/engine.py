@@ -59,7 +59,7 @@ from chainbook.domain.events import (
 from chainbook.domain.instruments import BPS
 from chainbook.engine import admin, funds
 from chainbook.engine.funds import Withdrawal
-from chainbook.engine.symbol_state import SymbolState
+from chainbook.engine.symbol_state import SymbolState, outside_band, would_take
 
 BUY: Final = 0
 SELL: Final = 1
@@ -243,14 +243,10 @@ class Engine:
         n = price * qty * sym.quote_per_tick_lot
         if n < sym.min_notional or (sym.max_notional and n > sym.max_notional):
             return Reject.NOTIONAL_OUT_OF_RANGE
-        if sym.band_bps:
-            ref = sym.reference_price()
-            if ref and abs(price - ref) * BPS > ref * sym.band_bps:
-                return Reject.PRICE_OUT_OF_BAND
-        if kind == _LIMIT_MAKER:
-            best = sym.book.best_price(1 - side)
-            if best is not None and (price >= best if side == BUY else price <= best):
-                return Reject.WOULD_TAKE
+        if sym.band_bps and outside_band(price, sym.reference_price(), sym.band_bps):
+            return Reject.PRICE_OUT_OF_BAND
+        if kind == _LIMIT_MAKER and would_take(side, price, sym.book.best_price(1 - side) or 0):
+            return Reject.WOULD_TAKE
         return None
 
     # --- place ---------------------------------------------------------------------

@@ -13,6 +13,32 @@ from chainbook.domain.instruments import BPS, SymbolSpec
 BookFactory = Callable[[], Book]
 
 
+# The price rules of a LIMIT order that depend on the market, shared by the engine and by
+# the gateway's order/test (which checks them against market data, without the core).
+
+def band_reference(last_price: int, bid: int, ask: int) -> int:
+    """The price band's reference: the last trade price, else the mid of the best bid and
+    ask (0 = no such side), else 0 (no reference: no band)."""
+    if last_price:
+        return last_price
+    if not bid or not ask:
+        return 0
+    return (bid + ask) // 2
+
+
+def outside_band(price: int, reference: int, band_bps: int) -> bool:
+    """Is ``price`` more than ``band_bps`` away from ``reference`` (0: no band)?"""
+    return band_bps > 0 and reference > 0 and abs(price - reference) * BPS > reference * band_bps
+
+
+def would_take(side: int, price: int, best_opposite: int) -> bool:
+    """Would a LIMIT_MAKER at ``price`` trade at once against ``best_opposite`` (0: empty
+    side)?  ``side`` is 0 for a buy, 1 for a sell."""
+    if not best_opposite:
+        return False
+    return price >= best_opposite if side == 0 else price <= best_opposite
+
+
 class SymbolState:
     """Mutable per-symbol state owned by the engine."""
 
@@ -121,14 +147,10 @@ class SymbolState:
     # --- reference price and circuit breaker ----------------------------------------
 
     def reference_price(self) -> int:
-        """Last trade price, else the mid of best bid and ask, else 0 (no reference)."""
+        """Last trade price, else the mid of best bid and ask, else 0 (``band_reference``)."""
         if self.last_price:
             return self.last_price
-        bid = self.book.best_price(0)
-        ask = self.book.best_price(1)
-        if bid is None or ask is None:
-            return 0
-        return (bid + ask) // 2
+        return band_reference(0, self.book.best_price(0) or 0, self.book.best_price(1) or 0)
 
     def window_bounds(self, ts: int) -> tuple[int, int] | None:
         """(min, max) traded price within the breaker window ending at ``ts``, or None.

@@ -16,7 +16,8 @@ from typing import Any
 from chainbook.domain.commands import CancelAll, CancelOrder
 from chainbook.domain.enums import OrderType, Reject, Side, SymbolStatus
 from chainbook.domain.events import OrderAccepted, OrderCanceled, Trade
-from chainbook.domain.instruments import BPS, SymbolSpec
+from chainbook.domain.instruments import SymbolSpec
+from chainbook.engine.symbol_state import outside_band, would_take
 from chainbook.gateway import errors, render, schema
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.endpoint import Call, submit
@@ -97,14 +98,12 @@ async def test_order(ctx: GatewayContext, call: Call) -> Any:
     schema.check_filters(cmd, spec)
     if ctx.core.status.get(spec.name, SymbolStatus.TRADING) != SymbolStatus.TRADING:
         raise errors.reject_error(Reject.SYMBOL_NOT_TRADING)
-    if cmd.price is not None and spec.band_bps:
-        ref = ctx.market.reference_price(spec.name)
-        if ref and abs(cmd.price - ref) * BPS > ref * spec.band_bps:
-            raise errors.reject_error(Reject.PRICE_OUT_OF_BAND)
+    if cmd.price is not None and outside_band(
+            cmd.price, ctx.market.reference_price(spec.name), spec.band_bps):
+        raise errors.reject_error(Reject.PRICE_OUT_OF_BAND)
     if cmd.type == OrderType.LIMIT_MAKER and cmd.price is not None:
         bid, _, ask, _ = ctx.market.top(spec.name)
-        best = ask if cmd.side == Side.BUY else bid
-        if best and (cmd.price >= best if cmd.side == Side.BUY else cmd.price <= best):
+        if would_take(cmd.side, cmd.price, ask if cmd.side == Side.BUY else bid):
             raise errors.reject_error(Reject.WOULD_TAKE)
     return {}
 

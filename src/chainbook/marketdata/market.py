@@ -23,6 +23,7 @@ from typing import Any, cast
 from chainbook.domain.events import BookLevelChanged, SymbolAdded, Trade
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.domain.units import price_str
+from chainbook.engine.symbol_state import band_reference
 from chainbook.gateway.context import Core, Json, Publisher
 from chainbook.marketdata import render
 from chainbook.marketdata.depth import DepthBook
@@ -226,10 +227,8 @@ class MarketData:
         """The core's reference for the price band (``SymbolState.reference_price``):
         last trade price, else the mid of best bid and ask, else 0."""
         sd = self._sym(symbol)
-        if sd.rolling.last_price:
-            return sd.rolling.last_price
         bid, _, ask, _ = sd.depth.top()
-        return (bid + ask) // 2 if bid and ask else 0
+        return band_reference(sd.rolling.last_price, bid, ask)
 
     def book_ticker(self, symbol: str) -> Json:
         """Best bid and ask with their quantities."""

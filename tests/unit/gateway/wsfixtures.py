@@ -59,7 +59,9 @@ class World:
         self.market = MarketData(self.core, self.hub, self.clock)
         self.views = AccountViews(self.core, self.hub, clock_ms=self.clock)
         self.core.listeners += [self.market.on_batch, self.views.on_batch]
-        self.keys = KeyStore(tmp / "gateway.sqlite")
+        # recheck_s=0: a key revoked through another connection (another process, as
+        # `chainbook apikey revoke` is) is seen at the next lookup, not a second later
+        self.keys = KeyStore(tmp / "gateway.sqlite", recheck_s=0)
         self.ctx = GatewayContext(core=self.core, keys=self.keys, market=self.market,
                                   views=self.views, hub=self.hub, limits=None,
                                   clock_ms=self.clock)

@@ -48,6 +48,9 @@ class TickSender:
             raise ValueError("history must hold at least one datagram")
         self.dest = (group, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # the core thread sends: a full send buffer must fail the sendto (counted in
+        # send_errors; receivers fill the gap by re-send), never make the core wait
+        self.sock.setblocking(False)
         if _is_multicast(group):
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
                                  socket.inet_aton(interface))

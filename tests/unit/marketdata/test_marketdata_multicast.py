@@ -92,6 +92,11 @@ def test_stream_content_and_contiguous_sequence(pair) -> None:
     assert listener.lost == [] and sender.resent == 0
 
 
+def test_the_core_thread_never_waits_on_the_socket(pair) -> None:
+    _, sender = pair
+    assert sender.sock.getblocking() is False  # a full buffer is a send error, not a wait
+
+
 def test_dropped_datagrams_are_refetched(pair) -> None:
     listener, sender = pair
     out = io.StringIO()

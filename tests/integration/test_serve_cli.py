@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,6 +110,33 @@ def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:
     reply = json.loads(cli("fund", "--data", str(data), "--account", "2", "--asset", "ETH",
                            "--amount", "0.5", "--external-id", "tx-9").stdout)
     assert reply["balance"]["free"] == "100.50000000" and reply["duplicate"] is True
+
+
+def test_two_quick_sigints_still_stop_in_order(tmp_path: Path) -> None:
+    """Ctrl-C pressed twice: uvicorn forces its exit, the components still stop in order
+    (the ledger catches up), the exit is clean and nothing acknowledged is lost."""
+    data = tmp_path / "data"
+    srv = Server(data, tmp_path / "first")
+    try:
+        demo = json.loads((data / "demo-accounts.json").read_text())
+        cli("fund", "--data", str(data), "--account", "demo1", "--asset", "BTC",
+            "--amount", "2")
+        srv.proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        srv.proc.send_signal(signal.SIGINT)
+        code = srv.proc.wait(30)
+    finally:
+        srv.stop()
+    err = srv.stderr()
+    assert code == 0, err
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    assert "ledger at seq" in srv.stdout() + err
+    srv = Server(data, tmp_path / "second")
+    try:
+        assert srv.balances(demo[0])["BTC"] == "12.00000000"
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.stderr()
 
 
 def test_account_and_apikey_commands(tmp_path: Path) -> None:

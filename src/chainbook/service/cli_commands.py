@@ -193,6 +193,12 @@ async def _serve(server: Any, comps: Any, data: Path, host: str) -> int:
             freezer.cancel()
         info.unlink(missing_ok=True)
         await comps.stop()  # already done by the lifespan unless shutdown was forced
+        lifespan = getattr(server, "lifespan", None)
+        if server.force_exit and lifespan is not None:
+            # a second signal made uvicorn skip the lifespan shutdown: end the app's
+            # lifespan task now (components stopped above), or the runner cancels it at
+            # exit and Starlette prints a CancelledError traceback
+            await lifespan.shutdown()
         stats_file = os.environ.get(HUB_STATS_ENV)
         if stats_file:  # for the benchmarks: the fan-out counters seen from the server
             _write_json(Path(stats_file), dataclasses.asdict(comps.hub.stats))

@@ -58,7 +58,7 @@ def _account_id(data: Path, text: str) -> int:
     from chainbook.app import KEYS_FILE
     from chainbook.service.keys import KeyStore
 
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     ks = KeyStore(data / KEYS_FILE)
     try:

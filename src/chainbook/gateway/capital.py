@@ -48,7 +48,7 @@ def _int(params: dict[str, str], name: str, default: int | None = None) -> int |
     v = params.get(name)
     if v is None or v == "":
         return default
-    if not v.isdigit() or len(v) > 19:
+    if not (v.isascii() and v.isdigit()) or len(v) > 19:  # int() reads any Unicode digit
         raise errors.illegal_chars(name, "^[0-9]{1,19}$")
     return int(v)
 

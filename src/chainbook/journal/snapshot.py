@@ -131,8 +131,9 @@ class SnapshotStore:
             return []
         out = []
         for p in self.dir.iterdir():
-            if p.name.endswith(SUFFIX) and p.name[:-len(SUFFIX)].isdigit():
-                out.append(int(p.name[:-len(SUFFIX)]))
+            stem = p.name[:-len(SUFFIX)]
+            if p.name.endswith(SUFFIX) and stem.isascii() and stem.isdigit():
+                out.append(int(stem))
         return sorted(out)
 
     def write(self, snap: EngineSnap) -> SnapshotInfo:

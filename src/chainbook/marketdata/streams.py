@@ -53,8 +53,10 @@ def parse_stream(stream: str) -> StreamKey | None:
     cadence = cadence or "1000ms"
     if name == "depth":
         return StreamKey("depth", symbol, cadence)
-    if name.startswith("depth") and name[5:].isdigit() and int(name[5:]) in PARTIAL_LEVELS:
-        return StreamKey("partial", symbol, f"{int(name[5:])}@{cadence}")
+    levels = name[5:]
+    if name.startswith("depth") and levels.isascii() and levels.isdigit() and int(
+            levels) in PARTIAL_LEVELS:
+        return StreamKey("partial", symbol, f"{int(levels)}@{cadence}")
     return None
 
 

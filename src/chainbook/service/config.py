@@ -389,6 +389,6 @@ def _port(v: Any, where: str) -> int:
 def parse_hostport(text: str) -> tuple[str, int]:
     """``"GROUP:PORT"`` -> (group, port); raise ConfigError if malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(f"expected GROUP:PORT, got {text!r}")
     return host, int(port)

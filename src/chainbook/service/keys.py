@@ -144,7 +144,7 @@ class KeyStore:
 
     def account(self, id_or_name: str | int) -> Account | None:
         """The account with this id (int or digits) or name, or None."""
-        by_id = isinstance(id_or_name, int) or id_or_name.isdigit()
+        by_id = isinstance(id_or_name, int) or (id_or_name.isascii() and id_or_name.isdigit())
         q = f"SELECT id, name, created FROM accounts WHERE {'id' if by_id else 'name'} = ?"
         arg: int | str = int(id_or_name) if by_id else id_or_name
         with self._lock:

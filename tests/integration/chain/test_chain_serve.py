@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +109,12 @@ def test_a_trade_proof_is_served_once_anchored(srv: Server) -> None:
     p = _until(poll, "the trade's batch to be anchored", 30)
     assert p["tradeId"] == int(trade_id) and p["root"].startswith("0x")
     assert p["trade"]["symbol"] == "BTCUSDT"
+    for odd in ("\u00b2", "\u0661"):  # Unicode digits (int() reads the second as 1)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{srv.base}/api/v1/chain/proof?tradeId="
+                                   f"{urllib.parse.quote(odd)}", timeout=10)
+        assert err.value.code == 400
+        assert json.loads(err.value.read())["code"] == -1100
 
 
 def test_the_cli_gives_the_same_address_funds_it_and_withdraws(srv: Server) -> None:

@@ -29,6 +29,7 @@ from chainbook.marketdata.streams import StreamKey, parse_stream
     ("!miniTicker@arr", StreamKey("allMiniTickers", "")),
     ("BTCUSDT@trade", None), ("btcusdt@depth7", None), ("btcusdt@depth@500ms", None),
     ("btcusdt@kline_2w", None), ("btcusdt", None), ("@trade", None), ("btcusdt@aggtrade", None),
+    ("btcusdt@depth\u00b2", None), ("btcusdt@depth\u0665", None),  # Unicode digits: not 2, 5
 ])
 def test_parse_stream(name: str, key: StreamKey | None) -> None:
     assert parse_stream(name) == key

@@ -9,12 +9,17 @@ rounded (Binance rejects it with a filter failure; clients round before sending)
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation
 
 from chainbook.domain.instruments import SymbolSpec
 
 PLACES = 8  # Binance prints 8 decimals; more when an asset needs them
-_MAX_LEN = 64
+MAX_DIGITS = 20  # before and after the point: Binance's ^([0-9]{1,20})(\.[0-9]{1,20})?$
+_MAX_LEN = 2 * MAX_DIGITS + 2  # with the point and a leading "+"
+# Exact division: a quotient that needs more digits than this (or never ends) raises
+# Inexact instead of being rounded.  Values and steps have at most 40 digits each, so a
+# whole-number quotient always fits.
+_EXACT = Context(prec=120, traps=[Inexact, InvalidOperation])
 
 
 class UnitError(ValueError):
@@ -65,8 +70,10 @@ def parse_decimal(text: str) -> Decimal:
     if not isinstance(text, str) or not text or len(text) > _MAX_LEN:
         raise UnitError("format", f"not a decimal number: {text!r}")
     body = text[1:] if text[0] == "+" else text
-    digits = body.replace(".", "", 1)
-    if not digits or not digits.isascii() or not digits.isdigit():
+    whole, _, frac = body.partition(".")
+    digits = whole + frac
+    if (not digits or not digits.isascii() or not digits.isdigit()
+            or len(whole) > MAX_DIGITS or len(frac) > MAX_DIGITS):
         raise UnitError("format", f"not a decimal number: {text!r}")
     try:
         return Decimal(body)
@@ -75,7 +82,10 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def _steps(value: Decimal, step: Decimal, what: str) -> int:
-    n = value / step
+    try:
+        n = _EXACT.divide(value, step)  # never rounded: a near-multiple is not one
+    except Inexact:
+        n = Decimal("0.5")  # not a whole number
     if n != n.to_integral_value():
         raise UnitError("step", f"{what} {value} is not a multiple of {step}")
     if n <= 0:

@@ -34,12 +34,13 @@ def _filters(spec: SymbolSpec) -> list[Json]:
         {"filterType": "MARKET_LOT_SIZE", "minQty": qty_str(spec, spec.min_qty),
          "maxQty": max_qty, "stepSize": qty_str(spec, 1)},
         {"filterType": "NOTIONAL", "minNotional": quote_str(spec, spec.min_notional),
-         # the core checks a MARKET order's notional only when it is given as
-         # quoteOrderQty (docs/core.md, Risk controls): a MARKET order by quantity has
-         # no price to check until it fills, so the filter does not apply to it
-         "applyMinToMarket": False,
+         # the core checks a MARKET order's notional when it is given as quoteOrderQty
+         # (docs/core.md, Risk controls), so the flags say the filter applies to MARKET
+         # orders: a client that checks before sending then never meets a refusal it
+         # did not expect (one by quantity, not checked, has no price until it fills)
+         "applyMinToMarket": True,
          "maxNotional": quote_str(spec, spec.max_notional or _UNLIMITED),
-         "applyMaxToMarket": False, "avgPriceMins": 5},
+         "applyMaxToMarket": True, "avgPriceMins": 5},
     ]
     if spec.band_bps:
         up = fmt(1 + Decimal(spec.band_bps) / BPS)

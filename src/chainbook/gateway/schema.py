@@ -172,6 +172,11 @@ def _amount(param: str, text: str, convert: Callable[[str], int], filter_name: s
 
 # --- orders ----------------------------------------------------------------------------
 
+# the order parameters each type requires (MARKET: quantity or quoteOrderQty, one_of)
+_NEEDED = {OrderType.LIMIT: ("timeInForce", "quantity", "price"),
+           OrderType.LIMIT_MAKER: ("quantity", "price"), OrderType.MARKET: ()}
+
+
 def new_order(params: Params, account: int, spec: SymbolSpec, client: str | None) -> NewOrder:
     """POST /api/v3/order -> PlaceOrder; ``client`` is the id to use when none is sent."""
     side = Side[_enum(params, "side", ("BUY", "SELL"), errors.bad_side)]
@@ -180,6 +185,9 @@ def new_order(params: Params, account: int, spec: SymbolSpec, client: str | None
     for name in _UNSUPPORTED:
         if name in params:
             raise errors.not_required(name)
+    for name in _NEEDED[kind]:  # a mandatory one sent empty: -1102, as if not sent
+        if params.get(name) == "":
+            raise errors.mandatory(name)
     tif_text = optional(params, "timeInForce")
     qty_text = optional(params, "quantity")
     quote_text = optional(params, "quoteOrderQty")

@@ -52,6 +52,14 @@ INSUFFICIENT = "Account has insufficient balance for requested action."
     (_with(newOrderRespType="ALL"), -1100, None),
     (_with(selfTradePreventionMode="SOMETIMES"), -1130, None),
     (_with(newClientOrderId=""), -1105, None),
+    # a mandatory parameter sent empty is -1102 (optional ones: -1105, above)
+    (_with(price=""), -1102, "Mandatory parameter 'price' was not sent, was empty/null, "
+                             "or malformed."),
+    (_with(timeInForce=""), -1102, None), (_with(quantity=""), -1102, None),
+    (_with(type="LIMIT_MAKER", timeInForce=None, quantity=""), -1102, None),
+    # beyond Binance's number format (20 decimals), and a near-multiple of the tick
+    (_with(price="100.009999999999999999999999999"), -1100, None),
+    (_with(price="100.00999999999999999999"), -1013, "Filter failure: PRICE_FILTER"),
 ])
 def test_new_order_errors_change_nothing(gw: Gateway, alice: Signer, params: dict[str, Any],
                                          code: int, msg: str | None) -> None:

@@ -39,8 +39,9 @@ def test_exchange_info_shape(gw: Gateway, client) -> None:
     assert Decimal(f["LOT_SIZE"]["minQty"]) == Decimal("0.00001")
     assert Decimal(f["NOTIONAL"]["minNotional"]) == Decimal(5)
     # the core checks a MARKET order's notional only for quoteOrderQty (docs/core.md)
-    assert f["NOTIONAL"]["applyMinToMarket"] is False
-    assert f["NOTIONAL"]["applyMaxToMarket"] is False
+    # enforced on MARKET orders by quoteOrderQty, so said to apply to MARKET orders
+    assert f["NOTIONAL"]["applyMinToMarket"] is True
+    assert f["NOTIONAL"]["applyMaxToMarket"] is True
     assert {"minQty", "maxQty"} <= set(f["MARKET_LOT_SIZE"])
     one = client.get("/api/v3/exchangeInfo", params={"symbol": "ETHUSDT"}).json()
     assert [s["symbol"] for s in one["symbols"]] == ["ETHUSDT"]

@@ -260,13 +260,15 @@ class DurableEngine:
     def _acknowledged(self, policy: FsyncPolicy) -> int:
         """The highest seq other durable files prove was acknowledged: a snapshot is
         taken only after an fsync of everything applied (any policy), and with fsync
-        ``every`` the event journal is written only for fsynced commands.  The command
-        log must reach it: a tail cut below it would drop acknowledged commands (and
-        their events, and the snapshot would be skipped and later loaded again), so
-        opening refuses instead, unless ``accept_loss``."""
+        ``every`` or ``interval`` the event journal is written only for fsynced (so
+        acknowledged) commands (``_events_upto``: up to the command log's durable seq).
+        The command log must reach it: a tail cut below it would drop acknowledged
+        commands (and their events, and the snapshot would be skipped and later loaded
+        again), so opening refuses instead, unless ``accept_loss``.  With ``off`` the
+        durable seq is only what was handed to the OS, so the journal proves nothing."""
         seqs = self.store.seqs()
         keep = seqs[-1] if seqs else 0
-        if policy is FsyncPolicy.EVERY and self.events is not None:
+        if policy is not FsyncPolicy.OFF and self.events is not None:
             keep = max(keep, self.events.last_seq)
         return keep
 

@@ -93,9 +93,12 @@ def test_a_corrupt_newest_snapshot_falls_back_to_the_older_one(tmp_path):
     assert state_hash(engine) == state_hash(_reference(1600)[0])
 
 
-def test_torn_command_tail_at_every_offset_is_cut_and_never_applied(tmp_path):
+@pytest.mark.parametrize("fsync", ["every", "interval"])
+def test_torn_command_tail_at_every_offset_is_cut_and_never_applied(tmp_path, fsync):
+    """Under ``interval`` too, events are written only for fsynced (acknowledged)
+    commands, so the event journal proves the tail was acknowledged."""
     orig = tmp_path / "orig"
-    with DurableEngine(orig) as de:
+    with DurableEngine(orig, fsync=fsync, fsync_interval_ms=0) as de:
         _run(de, 0, 60, batch=30)
         for cmd, ts in STREAM[60:64]:
             de.submit(cmd, ts)
@@ -113,9 +116,9 @@ def test_torn_command_tail_at_every_offset_is_cut_and_never_applied(tmp_path):
         # the event journal holds seq 64, written only once 61..64 were fsynced: the
         # "torn tail" is damage to acknowledged commands, refused before anything is cut
         with pytest.raises(RecoveryError, match="seq 64 was acknowledged"):
-            recover(d)
+            recover(d, fsync=fsync)
         assert (d / "commands" / seg[1].name).read_bytes() == data[:cut]
-        engine, n, report = recover(d, accept_loss=True)  # the operator accepts the loss
+        engine, n, report = recover(d, fsync=fsync, accept_loss=True)  # the operator accepts
         assert n == 60 and state_hash(engine) == want, cut
         assert any("torn tail record" in m for m in report.messages)
         # the event journal held events of the cut commands: they are dropped too

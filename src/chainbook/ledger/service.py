@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from chainbook.journal.codec import RecordType
+from chainbook.journal.segment_log import SegmentLog
 from chainbook.ledger.batch import Batch, Entry
 from chainbook.ledger.db import default_url
 from chainbook.ledger.pipeline import WriteFailed, WritePipeline
@@ -94,17 +96,45 @@ class LedgerService:
             self.observer(batch, entries)
 
     def check_journal(self) -> None:
-        """Raise JournalRewound if the journal's entry at the ledger's ``last_seq`` is not
-        the one the ledger applied (same seq, other ts): the journal was rewritten (only
-        an fsync-off power loss can do that) and the ledger must be rebuilt."""
+        """Raise JournalRewound unless the exchange's logs still hold, at the ledger's
+        ``last_seq``, the entry the ledger applied (same seq and ts).  Either log ending
+        before it, or another ts there, means commands the ledger holds were dropped
+        (``--accept-data-loss``, or an OS crash with fsync off) and the seqs will be
+        reused by other commands: the ledger must be rebuilt.  The event journal is read
+        first; when it ends before ``last_seq`` (its unsynced tail can be lost with the
+        OS, and ``serve`` writes it again from the command log), the command log, fsynced
+        before any acknowledgement, decides."""
         st = self.store.state
         if self.data_dir is None or st.last_seq == 0:
             return
         got = JournalTail(self.data_dir / "events", st.last_seq).poll(1)
-        if got and got[0][1] != st.last_ts:
-            raise JournalRewound(f"journal seq {st.last_seq} has ts {got[0][1]}, the ledger "
+        where, ts = "journal", got[0][1] if got else None
+        if ts is None:
+            where, ts = "command log", self._command_ts(st.last_seq)
+            if ts is None:
+                return  # no command log here (a copied journal): nothing else to check
+            if ts < 0:
+                raise JournalRewound(f"the command log ends before seq {st.last_seq}, which "
+                                     "the ledger applied: commands were dropped; rebuild "
+                                     "the ledger")
+        if ts != st.last_ts:
+            raise JournalRewound(f"{where} seq {st.last_seq} has ts {ts}, the ledger "
                                  f"applied ts {st.last_ts}: the journal was rewritten; "
                                  "rebuild the ledger")
+
+    def _command_ts(self, seq: int) -> int | None:
+        """The ts of command ``seq``; -1 if the command log ends before it, None if the
+        data directory has no command log (or no longer holds ``seq`` but later ones)."""
+        if self.data_dir is None or not (self.data_dir / "commands").is_dir():
+            return None
+        log = SegmentLog(self.data_dir / "commands", RecordType.COMMAND, readonly=True,
+                         verify="tail")
+        try:
+            for got, ts, _ in log.read(seq):
+                return ts if got == seq else None
+            return -1
+        finally:
+            log.close()
 
     # --- in-process input ----------------------------------------------------------------
 

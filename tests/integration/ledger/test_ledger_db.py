@@ -222,6 +222,32 @@ def test_a_rewritten_journal_is_refused_at_start(tmp_path):
         LedgerService(url, data)
 
 
+def test_logs_cut_below_the_ledger_are_refused_at_start(tmp_path):
+    """Both logs cut below what the ledger applied (``--accept-data-loss`` does this):
+    the next commands will reuse those seqs, so the ledger must be rebuilt, not skip
+    them.  A journal that is only behind the command log (its unsynced tail lost with
+    the OS; ``serve`` writes it again) is no reason to refuse."""
+    data = tmp_path / "data"
+    with DurableEngine(data, fsync=FsyncPolicy.OFF) as de:
+        s = Session(de, 2, accounts=2)
+        s.setup()
+        de.commit()
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    svc = LedgerService(url, data)
+    last = svc.run_once()
+    svc.close()
+    assert last > 3
+    events = SegmentLog(data / "events", 2)
+    events.truncate_after(last - 2)
+    events.close()
+    LedgerService(url, data).close()  # behind the command log only: starts
+    commands = SegmentLog(data / "commands", 1)
+    commands.truncate_after(last - 2)
+    commands.close()
+    with pytest.raises(JournalRewound, match=f"command log ends before seq {last}"):
+        LedgerService(url, data)
+
+
 def test_journal_damage_stalls_with_an_alert_instead_of_crashing(tmp_path, caplog):
     data = tmp_path / "data"
     with DurableEngine(data, fsync=FsyncPolicy.OFF, segment_bytes=600) as de:

@@ -1,6 +1,8 @@
 """A write of the event journal that fails after the command log committed: the
 commands are durable, so their callers get their results (not "try again", which would
-make a client place the order twice), the core stops, and a restart has them.
+make a client place the order twice), the core stops, and a restart has them.  A write of
+the command log itself that fails: the callers learn the status is unknown (the write may
+have reached the disk), later submits that it was not applied.
 
 Real failure, no mock: a child process runs the core with RLIMIT_FSIZE just above the
 event segment's size, so the next (larger) event frame gets EFBIG while the smaller
@@ -78,3 +80,53 @@ def test_a_failed_event_write_answers_the_durable_command_and_stops(tmp_path: Pa
     got = json.loads(again.stdout.strip().splitlines()[-1])
     assert got["last_seq"] == out["seq"]  # the acknowledged order is in the log
     assert got["rewritten"] >= 1  # and its events were written at the restart
+
+
+CMD_FAIL = r"""
+import asyncio, json, resource, signal, sys
+from pathlib import Path
+from chainbook.domain import commands as C
+from chainbook.domain.enums import OrderType, Side, TimeInForce
+from chainbook.domain.instruments import SymbolSpec
+from chainbook.service.core import CoreService, CoreUnavailable
+
+data = Path(sys.argv[1])
+SPEC = SymbolSpec("BTCUSDT", "BTC", "USDT", lot_units=100, quote_per_tick_lot=1)
+
+async def main():
+    core = CoreService(data, {"BTC": 8, "USDT": 8}, fsync="every")
+    await core.start()
+    await core.ensure_symbols([SPEC])
+    await core.deposit(1, "USDT", 10**12, "d1")
+    commands = sorted((data / "commands").glob("*.seg"))[-1].stat().st_size
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (commands + 8, resource.RLIM_INFINITY))
+    out = {}
+    for name in ("first", "later"):
+        try:
+            await core.submit(C.PlaceOrder(1, "BTCUSDT", Side.BUY, OrderType.LIMIT, 5,
+                                           1000, TimeInForce.GTC, client_id=name))
+            out[name] = "accepted"
+        except CoreUnavailable as exc:
+            out[name] = {"unknown": exc.unknown, "msg": str(exc)}
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    await core.stop()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_a_failed_command_write_is_status_unknown_then_refused(tmp_path: Path):
+    data = tmp_path / "data"
+    run = subprocess.run([sys.executable, "-c", CMD_FAIL, str(data)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["first"]["unknown"] is True, out  # it reached the log: perhaps durable
+    assert out["later"]["unknown"] is False, out  # refused before it was taken
+    again = subprocess.run([sys.executable, "-c", REOPEN, str(data)], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # here the write did not complete: the torn command is cut (symbol, deposit remain)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["last_seq"] == 2

@@ -96,11 +96,12 @@ async def read_body(request: Request) -> bytes:
 
 async def submit(ctx: GatewayContext, cmd: Command, *, query: bool = False) -> Applied:
     """Submit ``cmd`` to the core; raise the Binance error of a reject (-1001 if the core
-    is down).  ``query`` maps UNKNOWN_ORDER to -2013 instead of -2011."""
+    is down, -1006 if it failed while making ``cmd`` durable: status unknown).
+    ``query`` maps UNKNOWN_ORDER to -2013 instead of -2011."""
     try:
         applied = await ctx.core.submit(cmd)
-    except CoreUnavailable:
-        raise errors.disconnected() from None
+    except CoreUnavailable as exc:
+        raise (errors.status_unknown() if exc.unknown else errors.disconnected()) from None
     for ev in applied.events:
         if isinstance(ev, OrderRejected):
             raise errors.reject_error(ev.reason, query=query)

@@ -57,6 +57,13 @@ def disconnected() -> ApiError:
                                 "Please try again.")
 
 
+def status_unknown() -> ApiError:
+    """-1006 (HTTP 503): the core failed while making the command durable, which it may
+    have done; the client must query before sending it again (docs/serve.md)."""
+    return ApiError(503, -1006, "An unexpected response was received from the message "
+                                "bus. Execution status unknown.")
+
+
 def too_many_requests(ip: str, limit: int) -> ApiError:
     """-1003 with HTTP 429: request weight over the per-minute limit."""
     return ApiError(429, -1003, f"Too many requests; current limit of IP({ip}) request weight "

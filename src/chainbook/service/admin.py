@@ -117,7 +117,10 @@ def admin_routes(ctx: GatewayContext) -> list[Route]:
             return _error(400, -1100, "external_id must be a string of at most 128 chars.")
         try:
             res = await ctx.core.submit(Deposit(account, asset, units, ext))
-        except CoreUnavailable:
+        except CoreUnavailable as exc:
+            if exc.unknown:  # retrying with the same external_id is safe: idempotent
+                return _error(503, -1006, "Execution status unknown; the deposit may have "
+                                          "been applied. Retry with the same external_id.")
             return _error(503, -1001, "Internal error; unable to process your request. "
                                       "Please try again.")
         rej = next((e for e in res.events if isinstance(e, OrderRejected)), None)

@@ -44,7 +44,15 @@ _SNAPSHOT_POLL = 0.05  # s: how often an idle core checks on a running snapshot 
 
 
 class CoreUnavailable(RuntimeError):
-    """The core has stopped or failed: the command was not (or not knowably) applied."""
+    """The core has stopped or failed.  ``unknown`` False: the command was not applied
+    (refused before the core thread took it).  True: it failed while being applied and
+    made durable (a log write or fsync failed, the engine broke), so it may be on disk
+    and replayed at the next start: the caller cannot know, and must check before
+    sending it again."""
+
+    def __init__(self, message: str, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.unknown = unknown
 
 
 @dataclass(slots=True)
@@ -288,8 +296,8 @@ class CoreService:
             except Exception:  # noqa: BLE001 - closing must not kill the thread silently
                 log.exception("closing the data directory failed")
 
-    def _unavailable(self) -> CoreUnavailable:
-        return CoreUnavailable(self._why_unavailable())
+    def _unavailable(self, unknown: bool = False) -> CoreUnavailable:
+        return CoreUnavailable(self._why_unavailable(), unknown)
 
     def _process(self, items: list[_Item], final: bool) -> None:
         de = self._de
@@ -312,7 +320,7 @@ class CoreService:
             except EngineFailure as exc:
                 log.error("the engine failed; the core stops taking commands: %s", exc)
                 self._failure = exc
-                self._waiting.append(_Done(item, out, self._unavailable()))
+                self._waiting.append(_Done(item, out, self._unavailable(unknown=True)))
                 continue
             self._last_seq = out[-1].seq
             self._waiting.append(_Done(item, out))
@@ -329,8 +337,10 @@ class CoreService:
             if durable > self._durable:
                 self._durable = durable
                 self._release(durable)
-            err = self._unavailable()
-            self._hand_over([_Done(d.item, [], err) for d in self._waiting], deliver=False)
+            err = self._unavailable(unknown=True)  # written, perhaps durable: unknown
+            # an item refused before it was applied keeps its own (known) error
+            self._hand_over([_Done(d.item, [], d.error or err) for d in self._waiting],
+                            deliver=False)
             self._waiting = []
             return
         self._durable = durable

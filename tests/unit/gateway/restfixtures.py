@@ -79,6 +79,7 @@ class LocalCore:
         self.seq = 0
         self.last_ts = 0
         self.stopped = False
+        self.failing = False
         self.log: list[Applied] = []
 
     def apply(self, cmd: Command) -> Applied:
@@ -101,6 +102,8 @@ class LocalCore:
     async def submit(self, cmd: Command) -> Applied:
         if self.stopped:
             raise CoreUnavailable("stopped")
+        if self.failing:  # as CoreService when a log write fails under the command
+            raise CoreUnavailable("commit failed", unknown=True)
         return self.apply(cmd)
 
 

@@ -137,6 +137,16 @@ def test_core_down_is_1001(gw: Gateway, alice: Signer) -> None:
     assert r.status_code == 503 and r.json()["code"] == -1001
 
 
+def test_a_command_whose_commit_failed_is_status_unknown(gw: Gateway, alice: Signer) -> None:
+    """Not "try again" (-1001): the order may be durable, and a retry would place it
+    twice.  -1006 says its status is unknown (ccxt: OperationFailed, as for -1001)."""
+    gw.core.failing = True
+    r = alice.ccxt("POST", ORDER, BASE)
+    assert r.status_code == 503
+    assert r.json() == {"code": -1006, "msg": "An unexpected response was received from "
+                                              "the message bus. Execution status unknown."}
+
+
 def test_query_param_errors(gw: Gateway, alice: Signer) -> None:
     none = alice.ccxt("GET", ORDER, {"symbol": "BTCUSDT"})
     assert none.json() == {"code": -1102, "msg": "Param 'origClientOrderId' or 'orderId' must "

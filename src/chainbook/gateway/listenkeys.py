@@ -7,7 +7,9 @@ keepalive.  Keys live in memory only: clients create a new one after a restart.
 
 A listenKey is a bearer token for the account's stream, so it also ends when no API key
 that created it or kept it alive is active any more (``valid``): revoking an API key cuts
-the streams opened with a listenKey only that key obtained (the hub checks every second).
+the streams opened with a listenKey only that key obtained (the hub checks every second),
+a new connection on it is refused, and the key is forgotten: the next POST makes another
+one, so whoever held the old key cannot listen again.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ class ListenKeys:
         self._by_account: dict[int, str] = {}
         self._api_keys: dict[str, set[str]] = {}  # listenKey -> API keys that used it
 
-    def create(self, account: int, api_key: str = "") -> str:
+    def create(self, account: int, api_key: str = "",
+               active: Callable[[str], bool] | None = None) -> str:
         """Return ``account``'s valid key (kept alive), or a new one; ``api_key`` (the
-        caller's) is one of those that keep it valid."""
+        caller's) is one of those that keep it valid.  With ``active`` (see ``valid``), a
+        key whose API keys were all revoked is not handed out again: a new one is made."""
         key = self._by_account.get(account)
+        if key is not None and active is not None:
+            self.valid(key, account, active)  # forgets it if its API keys are revoked
         if key is None or self.account_for(key) != account:
             key = "".join(secrets.choice(_ALPHABET) for _ in range(64))
             self._by_account[account] = key
@@ -43,9 +49,12 @@ class ListenKeys:
             self._api_keys[key].add(api_key)
         return key
 
-    def keepalive(self, key: str, account: int, api_key: str = "") -> bool:
-        """Extend ``key`` by the TTL; False if it is unknown, expired or not ``account``'s."""
-        if self.account_for(key) != account:
+    def keepalive(self, key: str, account: int, api_key: str = "",
+                  active: Callable[[str], bool] | None = None) -> bool:
+        """Extend ``key`` by the TTL; False if it is unknown, expired or not ``account``'s
+        (or, with ``active``, no longer ``valid``)."""
+        if self.account_for(key) != account or (
+                active is not None and not self.valid(key, account, active)):
             return False
         self._keys[key] = (account, self.clock_ms() + self.ttl_ms)
         if api_key:
@@ -54,9 +63,21 @@ class ListenKeys:
 
     def valid(self, key: str, account: int, active: Callable[[str], bool]) -> bool:
         """``key`` is ``account``'s, not expired, and one of the API keys that created or
-        kept it alive is still ``active`` (a key made without one only expires)."""
+        kept it alive is still ``active`` (a key made without one only expires).  A key
+        whose API keys are all revoked is forgotten, as an expired one is."""
+        if self.account_for(key) != account:
+            return False
         used = self._api_keys.get(key)
-        return self.account_for(key) == account and (not used or any(map(active, used)))
+        if not used or any(map(active, used)):
+            return True
+        self._forget(key, account)
+        return False
+
+    def _forget(self, key: str, account: int) -> None:
+        self._keys.pop(key, None)
+        self._api_keys.pop(key, None)
+        if self._by_account.get(account) == key:
+            del self._by_account[account]
 
     def close(self, key: str, account: int) -> bool:
         """Delete ``key``; False if it is unknown, expired or not ``account``'s."""
@@ -74,9 +95,6 @@ class ListenKeys:
             return None
         account, expires = entry
         if self.clock_ms() >= expires:
-            del self._keys[key]
-            self._api_keys.pop(key, None)
-            if self._by_account.get(account) == key:
-                del self._by_account[account]
+            self._forget(key, account)
             return None
         return account

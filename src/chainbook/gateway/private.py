@@ -22,6 +22,7 @@ from chainbook.gateway import errors, render, schema
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.endpoint import Call, submit
 from chainbook.gateway.views import OrderView
+from chainbook.gateway.ws_api import key_reads_for
 
 LIST_MAX = 1000
 ID_BYTES = 16  # random bytes per generated client order id (what token_urlsafe(16) used)
@@ -193,13 +194,15 @@ async def my_trades(ctx: GatewayContext, call: Call) -> Any:
 
 async def new_listen_key(ctx: GatewayContext, call: Call) -> Any:
     """POST /api/v3/userDataStream: the account's listenKey (the same while valid)."""
-    return {"listenKey": ctx.views.listen_keys.create(call.account, _api_key(call))}
+    return {"listenKey": ctx.views.listen_keys.create(
+        call.account, _api_key(call), key_reads_for(ctx.keys, call.account))}
 
 
 async def keepalive_listen_key(ctx: GatewayContext, call: Call) -> Any:
     """PUT /api/v3/userDataStream."""
     key = schema.required(call.params, "listenKey")
-    if not ctx.views.listen_keys.keepalive(key, call.account, _api_key(call)):
+    if not ctx.views.listen_keys.keepalive(key, call.account, _api_key(call),
+                                           key_reads_for(ctx.keys, call.account)):
         raise errors.bad_listen_key()
     return {}
 

@@ -211,7 +211,11 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
 
     async def ws_tail(ws: WebSocket) -> None:
         tail: str = ws.path_params["tail"]
-        account = ctx.views.listen_keys.account_for(tail)
+        lkeys = ctx.views.listen_keys
+        account = lkeys.account_for(tail)
+        if account is not None and not lkeys.valid(tail, account,
+                                                   key_reads_for(ctx.keys, account)):
+            account = None  # its API keys were revoked: forgotten, refused below
         if account is not None:
             await streams(ws, [], combined=False, account=account, listen_key=tail)
         elif _LISTEN_KEY.fullmatch(tail):  # unknown, expired or deleted: say so (403)

@@ -214,6 +214,29 @@ def test_a_deleted_listen_key_ends_its_stream(world: World, client: TestClient) 
         assert ws.receive_json()["e"] == "listenKeyExpired"
 
 
+def test_a_listen_key_of_revoked_api_keys_is_refused_and_not_handed_out_again(
+        world: World, client: TestClient) -> None:
+    """Whoever holds the listenKey cannot reconnect once the API keys behind it are
+    revoked (not even before the hub's once-a-second check), and a new POST by another
+    API key of the account gets a new listenKey, not the old one revived."""
+    from chainbook.gateway.ws_api import key_reads_for
+
+    lkeys = world.views.listen_keys
+    old = lkeys.create(world.bob.account, world.bob.key)
+    with KeyStore(world.keys.path) as other:  # `chainbook apikey revoke`, another process
+        assert other.revoke_key(world.bob.key)
+    with pytest.raises(WebSocketDisconnect) as err, client.websocket_connect(f"/ws/{old}"):
+        pass
+    assert err.value.code == 1008 and world.hub.connections == 0
+    fresh = world.keys.create_key(world.bob.account, {"read"})
+    active = key_reads_for(world.keys, world.bob.account)
+    assert not lkeys.keepalive(old, world.bob.account, fresh.key, active)
+    new = lkeys.create(world.bob.account, fresh.key, active)
+    assert new != old and lkeys.account_for(old) is None
+    with client.websocket_connect(f"/ws/{new}") as ws:
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=1) == {"result": [], "id": 1}
+
+
 def test_an_unknown_listen_key_is_refused(world: World, client: TestClient) -> None:
     """A deleted or expired key (or one from before a restart) is refused at the
     handshake (HTTP 403), so a client learns it must create a new one rather than

@@ -82,7 +82,9 @@ class StreamSession:
         return None
 
     def subscribe(self, streams: list[str]) -> None:
-        """Add ``streams`` and queue a snapshot of each that has one."""
+        """Add ``streams`` and queue a snapshot of each that has one (once per name: a
+        request repeating a name gets one snapshot, not one per repeat)."""
+        streams = list(dict.fromkeys(streams))
         for name in streams:
             self.hub.subscribe(self.conn, name)
         for name in streams:

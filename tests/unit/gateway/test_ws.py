@@ -124,6 +124,12 @@ def test_snapshot_follows_the_subscribe_reply(world: World, client: TestClient) 
         assert snap["lastUpdateId"] == world.market.depth("BTCUSDT", 5)["lastUpdateId"] > 0
         assert [[Decimal(p), Decimal(q)] for p, q in snap["bids"]] == [[99, 1]]
         assert [[Decimal(p), Decimal(q)] for p, q in snap["asks"]] == [[102, 2]]
+        # a name repeated in one request: one snapshot (no amplification by repetition)
+        assert request(ws, "SUBSCRIBE", ["btcusdt@bookTicker"] * 5, 2) == {"result": None,
+                                                                             "id": 2}
+        assert ws.receive_json()["s"] == "BTCUSDT"
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=3) == {
+            "result": ["btcusdt@bookTicker", "btcusdt@depth5"], "id": 3}  # nothing between
 
 
 @pytest.mark.parametrize(("frame", "rid", "why"), [

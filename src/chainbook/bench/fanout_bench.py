@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import gc
 import json
 import multiprocessing as mp
@@ -392,39 +393,79 @@ def _floor_reader(port: int, count: int, rounds: int, conn: Connection) -> None:
 FLOOR_FRAME = 200  # bytes: about one trade frame
 
 
-def send_floor(count: int, rounds: int, procs: int) -> dict[str, Any]:
-    """The peer: what this machine takes to land a frame in ``count`` loopback TCP
-    sockets from a bare Python ``send`` loop (no exchange, no WebSocket), read by
-    ``procs`` epoll processes with kernel arrival stamps: the floor under the server's
-    fan-out on the same machine, measured in the same run."""
+def _floor_sender(count: int, rounds: int, conn: Connection) -> None:
+    """Child of ``send_floor``: listens, takes ``count`` connections, then sends one frame
+    to each of them per round when told to (``go``), and says when it is done."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(count + 16)
-    port = srv.getsockname()[1]
-    pipes, children = _spawn(count, procs, lambda share, child: (port, share, rounds, child),
-                             _floor_reader)
+    conn.send(srv.getsockname()[1])
+    socks = [srv.accept()[0] for _ in range(count)]
+    for c in socks:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.send("ready")
+    for r in range(rounds):
+        conn.recv()
+        msg = bytes([r % 256]) + b"x" * (FLOOR_FRAME - 1)
+        for c in socks:
+            c.send(msg)
+        conn.send("done")
+    conn.recv()  # stay connected until the readers have everything
+    for c in socks:
+        c.close()
+    srv.close()
+
+
+def _reader_args(port: int, rounds: int, count: int, child: Connection) -> tuple[Any, ...]:
+    return port, count, rounds, child
+
+
+def send_floor(count: int, rounds: int, procs: int, senders: int = 1) -> dict[str, Any]:
+    """The peer: what this machine takes to land a frame in ``count`` loopback TCP
+    sockets from bare Python ``send`` loops (no exchange, no WebSocket) in ``senders``
+    processes (each sending to its share of the sockets at once, so both cores can
+    send), read by ``procs`` epoll processes with kernel arrival stamps: the floor under
+    the server's fan-out on the same machine, measured in the same run."""
+    ctx = mp.get_context("spawn")
+    feeds, sending = [], []
+    for i in range(senders):
+        parent, child = ctx.Pipe()
+        share = count // senders + (i < count % senders)
+        p = ctx.Process(target=_floor_sender, args=(share, rounds, child), daemon=True)
+        p.start()
+        feeds.append((parent, share))
+        sending.append(p)
+    pipes, children = [], []
     try:
-        conns = [srv.accept()[0] for _ in range(count)]
-        for c in conns:
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for feed, share in feeds:
+            port = feed.recv()
+            more, kids = _spawn(share, max(1, procs // senders),
+                                functools.partial(_reader_args, port, rounds), _floor_reader)
+            pipes += more
+            children += kids
+        for feed, _ in feeds:
+            feed.recv()
         for pipe in pipes:
             pipe.recv()
         starts = []
-        for r in range(rounds):
-            msg = bytes([r % 256]) + b"x" * (FLOOR_FRAME - 1)
+        for _r in range(rounds):
             starts.append(time.time_ns())
-            for c in conns:
-                c.send(msg)
+            for feed, _ in feeds:
+                feed.send("go")
+            for feed, _ in feeds:
+                feed.recv()
             time.sleep(0.05)
         arrivals = [(r, k) for pipe in pipes for r, k in pipe.recv()]
+        for feed, _ in feeds:
+            feed.send("bye")
     finally:
-        for p in children:
+        for p in [*children, *sending]:
             p.join(10)
-        srv.close()
-    for c in conns:
-        c.close()
+            if p.is_alive():
+                p.kill()
     return {"subscribers": count, "rounds": rounds, "frame_bytes": FLOOR_FRAME,
-            "arrival_from_round_start_ms": _stats([(k - starts[r]) / 1e6
+            "senders": senders,
+            "arrival_from_round_start_ms": _stats([(k - starts[r % len(starts)]) / 1e6
                                                    for r, k in arrivals])}
 
 
@@ -445,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run the server under cProfile, stats to FILE")
     ap.add_argument("--peer", action="store_true",
                     help="then measure the bare send-loop floor (send_floor) in the same run")
+    ap.add_argument("--peer-senders", type=int, default=1, metavar="N",
+                    help="sender processes of the peer (2: both cores send at once)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.subscribers < 1 or args.procs < 1 or args.trades < 1 or args.rate <= 0:
         ap.error("--subscribers, --procs, --trades and --rate must be positive")
@@ -460,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.update(hub_figures(counters))
     if args.peer:
         result["peer_bare_send_loop"] = send_floor(args.subscribers, min(args.trades, 250),
-                                                   min(args.procs, args.subscribers))
+                                                   min(args.procs, args.subscribers),
+                                                   max(1, args.peer_senders))
     print(json.dumps({"bench": "fanout", "subscribers": args.subscribers, "procs": args.procs,
                       "client": args.client,
                       "rate_per_s": args.rate, "fsync": args.fsync, "cpus": os.cpu_count(),

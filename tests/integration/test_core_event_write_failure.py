@@ -16,22 +16,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHILD = r"""
+PRELUDE = r"""
 import asyncio, json, resource, signal, sys
 from pathlib import Path
 from chainbook.domain import commands as C
 from chainbook.domain.enums import OrderType, Side, TimeInForce
 from chainbook.domain.instruments import SymbolSpec
-from chainbook.service.core import CoreService
+from chainbook.service.core import CoreService, CoreUnavailable
 
 data = Path(sys.argv[1])
 SPEC = SymbolSpec("BTCUSDT", "BTC", "USDT", lot_units=100, quote_per_tick_lot=1)
 
-async def main():
+async def started():
     core = CoreService(data, {"BTC": 8, "USDT": 8}, fsync="every")
     await core.start()
     await core.ensure_symbols([SPEC])
     await core.deposit(1, "USDT", 10**12, "d1")
+    return core
+"""
+
+CHILD = PRELUDE + r"""
+async def main():
+    core = await started()
     events = sorted((data / "events").glob("*.seg"))[-1].stat().st_size
     commands = sorted((data / "commands").glob("*.seg"))[-1].stat().st_size
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
@@ -64,6 +70,14 @@ print(json.dumps({"last_seq": n, "rewritten": report.events_rewritten}))
 """
 
 
+def _run(script: str, data: Path) -> dict:
+    """Run ``script`` in a child Python on ``data``; its last stdout line, as JSON."""
+    run = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_a_failed_event_write_answers_the_durable_command_and_stops(tmp_path: Path):
     data = tmp_path / "data"
     run = subprocess.run([sys.executable, "-c", CHILD, str(data)], capture_output=True,
@@ -82,22 +96,9 @@ def test_a_failed_event_write_answers_the_durable_command_and_stops(tmp_path: Pa
     assert got["rewritten"] >= 1  # and its events were written at the restart
 
 
-CMD_FAIL = r"""
-import asyncio, json, resource, signal, sys
-from pathlib import Path
-from chainbook.domain import commands as C
-from chainbook.domain.enums import OrderType, Side, TimeInForce
-from chainbook.domain.instruments import SymbolSpec
-from chainbook.service.core import CoreService, CoreUnavailable
-
-data = Path(sys.argv[1])
-SPEC = SymbolSpec("BTCUSDT", "BTC", "USDT", lot_units=100, quote_per_tick_lot=1)
-
+CMD_FAIL = PRELUDE + r"""
 async def main():
-    core = CoreService(data, {"BTC": 8, "USDT": 8}, fsync="every")
-    await core.start()
-    await core.ensure_symbols([SPEC])
-    await core.deposit(1, "USDT", 10**12, "d1")
+    core = await started()
     commands = sorted((data / "commands").glob("*.seg"))[-1].stat().st_size
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
     resource.setrlimit(resource.RLIMIT_FSIZE, (commands + 8, resource.RLIM_INFINITY))
@@ -119,14 +120,8 @@ asyncio.run(main())
 
 def test_a_failed_command_write_is_status_unknown_then_refused(tmp_path: Path):
     data = tmp_path / "data"
-    run = subprocess.run([sys.executable, "-c", CMD_FAIL, str(data)], capture_output=True,
-                         text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = _run(CMD_FAIL, data)
     assert out["first"]["unknown"] is True, out  # it reached the log: perhaps durable
     assert out["later"]["unknown"] is False, out  # refused before it was taken
-    again = subprocess.run([sys.executable, "-c", REOPEN, str(data)], capture_output=True,
-                           text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-3000:]
     # here the write did not complete: the torn command is cut (symbol, deposit remain)
-    assert json.loads(again.stdout.strip().splitlines()[-1])["last_seq"] == 2
+    assert _run(REOPEN, data)["last_seq"] == 2

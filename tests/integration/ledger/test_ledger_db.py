@@ -203,7 +203,8 @@ def test_service_thread_follows_a_live_writer_and_pushes(db_url, tmp_path):
     assert reconcile(db_url, data).ok
 
 
-def test_a_rewritten_journal_is_refused_at_start(tmp_path):
+def _ledger_caught_up(tmp_path: Path) -> tuple[Path, str, int]:
+    """A small session's data directory and a SQLite ledger that applied all of it."""
     data = tmp_path / "data"
     with DurableEngine(data, fsync=FsyncPolicy.OFF) as de:
         s = Session(de, 2, accounts=2)
@@ -213,6 +214,11 @@ def test_a_rewritten_journal_is_refused_at_start(tmp_path):
     svc = LedgerService(url, data)
     last = svc.run_once()
     svc.close()
+    return data, url, last
+
+
+def test_a_rewritten_journal_is_refused_at_start(tmp_path):
+    data, url, last = _ledger_caught_up(tmp_path)
     events = SegmentLog(data / "events", 2)  # what a writer's recovery would do
     entries = list(events.read(last))
     events.truncate_after(last - 1)
@@ -227,15 +233,7 @@ def test_logs_cut_below_the_ledger_are_refused_at_start(tmp_path):
     the next commands will reuse those seqs, so the ledger must be rebuilt, not skip
     them.  A journal that is only behind the command log (its unsynced tail lost with
     the OS; ``serve`` writes it again) is no reason to refuse."""
-    data = tmp_path / "data"
-    with DurableEngine(data, fsync=FsyncPolicy.OFF) as de:
-        s = Session(de, 2, accounts=2)
-        s.setup()
-        de.commit()
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    svc = LedgerService(url, data)
-    last = svc.run_once()
-    svc.close()
+    data, url, last = _ledger_caught_up(tmp_path)
     assert last > 3
     events = SegmentLog(data / "events", 2)
     events.truncate_after(last - 2)

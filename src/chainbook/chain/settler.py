@@ -135,10 +135,12 @@ class ChainSettler:
             if aged is not None:
                 self._prepare(aged, self.clock_ms())
         with self._step:
-            self.client.check_chain_id()  # a node switched to another chain stops us here
             self.client.heartbeat()
-            head = self.client.head()
             open_rows = self.store.batches((PREPARED, SUBMITTED))
+            if not open_rows:  # nothing to move: no chain reads (see withdrawals.step)
+                return 0
+            self.client.check_chain_id()  # a node switched to another chain stops us here
+            head = self.client.head()
             in_flight = sum(1 for r in open_rows if r.state == SUBMITTED)
             for row in open_rows:
                 if row.state == PREPARED and in_flight >= self.max_in_flight:

@@ -160,12 +160,14 @@ class WithdrawalProcessor:
 
     def step(self) -> int:
         """Move every open withdrawal on; return how many are still open."""
-        self.client.check_chain_id()
-        head = self.client.head()
         rows = self.store.withdrawals(states=W_OPEN)
         # a transaction signed but not sent holds its nonce: sign nothing new until it
         # is out, or the next one would take the same nonce
         self._unsent = any(r.state == "SIGNED" for r in rows)
+        if not rows:  # nothing to move: no chain reads (on the embedded EVM they hold
+            return 0  # the server's GIL, docs/gateway-performance.md, Session 7)
+        self.client.check_chain_id()
+        head = self.client.head()
         for row in rows:
             try:
                 self._advance(row, head)

@@ -29,6 +29,7 @@ from chainbook.chain.withdrawals import (
 )
 from chainbook.domain.units import UnitError, amount_units
 from chainbook.service.admin import TOKEN_HEADER
+from chainbook.service.core import CoreUnavailable
 
 
 def _error(status: int, msg: str) -> JSONResponse:
@@ -106,7 +107,13 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
                 str(body.get("address", "")), ctx.clock_ms())
         except (UnitError, WithdrawalError) as e:
             return _error(400, str(e))
-        result = outcome(list((await ctx.core.submit(hold_command(row))).events))
+        try:
+            result = outcome(list((await ctx.core.submit(hold_command(row))).events))
+        except CoreUnavailable:  # recorded: the next start applies its hold
+            return JSONResponse({"code": -1006, "id": row.id,
+                                 "msg": f"Execution status unknown: withdrawal {row.id} is "
+                                        "recorded and its hold is applied at the next "
+                                        "start; check its state."}, status_code=503)
         state = await asyncio.to_thread(record_hold, svc.store, row.id, result,
                                         ctx.clock_ms())
         return JSONResponse({"id": row.id, "state": state,

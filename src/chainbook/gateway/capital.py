@@ -134,7 +134,10 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
         try:
             applied = await ctx.core.submit(hold_command(row))
         except Exception:
-            raise errors.disconnected() from None  # stays REQUESTED: a restart retries
+            # the request is recorded (REQUESTED) and the next start applies its hold, so
+            # it may well be paid: "status unknown" (check the withdrawal history), never
+            # "try again", which would make a second withdrawal
+            raise errors.status_unknown() from None
         result = outcome(list(applied.events))
         held = await asyncio.to_thread(record_hold, svc.store, row.id, result, ctx.clock_ms())
         if held != "HELD":

@@ -26,7 +26,7 @@ from chainbook.domain.enums import Reject
 from chainbook.domain.events import OrderRejected
 from chainbook.domain.units import UnitError, amount_str, amount_units
 from chainbook.gateway.context import GatewayContext
-from chainbook.service.core import CoreUnavailable
+from chainbook.service.core import CommandRefused, CoreUnavailable
 
 TOKEN_HEADER = "X-CHAINBOOK-ADMIN"
 TOKEN_FILE = "admin-token"
@@ -117,6 +117,8 @@ def admin_routes(ctx: GatewayContext) -> list[Route]:
             return _error(400, -1100, "external_id must be a string of at most 128 chars.")
         try:
             res = await ctx.core.submit(Deposit(account, asset, units, ext))
+        except CommandRefused as exc:  # e.g. a lone surrogate in external_id
+            return _error(400, -1100, f"Illegal characters found in a parameter: {exc}.")
         except CoreUnavailable as exc:
             if exc.unknown:  # retrying with the same external_id is safe: idempotent
                 return _error(503, -1006, "Execution status unknown; the deposit may have "

@@ -43,6 +43,24 @@ _HISTORY_CHUNK = 4096
 _SNAPSHOT_POLL = 0.05  # s: how often an idle core checks on a running snapshot writer
 
 
+class CommandRefused(ValueError):
+    """A command the log could not store (a text field that is not valid Unicode, such
+    as a lone surrogate from a JSON ``\\ud800`` escape or a command-line argument):
+    refused before the core takes it, instead of failing the core at its commit."""
+
+
+def _unstorable(cmd: Command) -> str | None:
+    """The name of a text field of ``cmd`` that cannot be UTF-8 encoded, or None."""
+    for name in cmd.__struct_fields__:
+        value = getattr(cmd, name)
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
 class CoreUnavailable(RuntimeError):
     """The core has stopped or failed.  ``unknown`` False: the command was not applied
     (refused before the core thread took it).  True: it failed while being applied and
@@ -221,6 +239,10 @@ class CoreService:
         items = list(cmds)
         if not items:
             return []
+        for cmd in items:
+            bad = _unstorable(cmd)
+            if bad is not None:
+                raise CommandRefused(f"{type(cmd).__name__}.{bad} is not valid text")
         fut: asyncio.Future[list[Applied]] = self._loop.create_future()
         self._queue.put(_Item(items, fut))
         return await fut
@@ -320,7 +342,9 @@ class CoreService:
             except EngineFailure as exc:
                 log.error("the engine failed; the core stops taking commands: %s", exc)
                 self._failure = exc
-                self._waiting.append(_Done(item, out, self._unavailable(unknown=True)))
+                # the failing command was taken back out of the log (not applied); the
+                # item's earlier ones were applied and may yet be committed: unknown
+                self._waiting.append(_Done(item, out, self._unavailable(unknown=bool(out))))
                 continue
             self._last_seq = out[-1].seq
             self._waiting.append(_Done(item, out))

@@ -99,6 +99,12 @@ async def _refuse(client: Client, token: str) -> None:
         r = await c.post(URL, content=b"not json", headers=h)
         assert r.status_code == 400 and r.json()["code"] == -1102
         assert (await c.get(URL, headers=h)).status_code == 405
+        # a lone surrogate (valid JSON, not storable text) is refused; the core goes on
+        r = await c.post(URL, content=b'{"account": 1, "asset": "USDT", "amount": "10", '
+                                      b'"external_id": "tx-\\ud800"}', headers=h)
+        assert r.status_code == 400 and r.json()["code"] == -1100, r.text
+        r = await c.post(URL, json={**good, "external_id": "tx-ok"}, headers=h)
+        assert r.status_code == 200 and r.json()["balance"]["free"] == "10.00000000", r.text
 
 
 def test_token_file_is_private(tmp_path: Path) -> None:

@@ -49,9 +49,23 @@ class CommandRefused(ValueError):
     refused before the core takes it, instead of failing the core at its commit."""
 
 
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _text_fields(kind: type) -> tuple[str, ...]:
+    """The fields of command type ``kind`` that may hold text (annotated with str)."""
+    names = _TEXT_FIELDS.get(kind)
+    if names is None:
+        hints = getattr(kind, "__annotations__", {})
+        fields: tuple[str, ...] = getattr(kind, "__struct_fields__", ())
+        names = _TEXT_FIELDS[kind] = tuple(
+            n for n in fields if "str" in str(hints.get(n, "str")))
+    return names
+
+
 def _unstorable(cmd: Command) -> str | None:
     """The name of a text field of ``cmd`` that cannot be UTF-8 encoded, or None."""
-    for name in cmd.__struct_fields__:
+    for name in _text_fields(type(cmd)):
         value = getattr(cmd, name)
         if isinstance(value, str) and not value.isascii():
             try:

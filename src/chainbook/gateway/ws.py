@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -38,6 +39,12 @@ from chainbook.gateway.ws_api import MAX_FRAME, ApiSession, key_reads_for
 from chainbook.gateway.wsdirect import direct_writer
 
 CLOSE_TIMEOUT = 5.0  # s to wait for a close frame to go out (a slow client may never read)
+# Requests (SUBSCRIBE, LIST_SUBSCRIPTIONS, ws-api calls) a connection may send: a burst,
+# then a rate.  Binance allows 5 a second; ccxt.pro sends one SUBSCRIBE per watch call
+# without pacing them, so a client watching many symbols at once needs the burst.
+REQUEST_BURST = 50
+REQUEST_RATE = 10.0  # per second
+POLICY = 1008  # close code: policy violation
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
              "1d", "3d", "1w", "1M")
 _KIND = re.compile(
@@ -136,12 +143,23 @@ class StreamSession:
         return None
 
 
-async def _read(ws: WebSocket, on_text: Callable[[str], None]) -> None:
-    """Feed the client's text frames to ``on_text`` until it disconnects."""
+async def _read(ws: WebSocket, on_text: Callable[[str], None], conn: Conn) -> None:
+    """Feed the client's text frames to ``on_text`` until it disconnects, or until it
+    sends requests faster than ``REQUEST_BURST`` at once and ``REQUEST_RATE`` a second
+    after that: then ``conn`` is finished with 1008 (a request can cost a snapshot of
+    every stream it names: unbounded, they would be an amplifier)."""
+    tokens, last = float(REQUEST_BURST), time.monotonic()
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
+        now = time.monotonic()
+        tokens = min(float(REQUEST_BURST), tokens + (now - last) * REQUEST_RATE)
+        last = now
+        if tokens < 1.0:
+            conn.finish(POLICY, "too many requests")
+            return
+        tokens -= 1.0
         text = message.get("text")
         if text is None:
             data = message.get("bytes") or b""
@@ -171,7 +189,7 @@ async def run_session(ws: WebSocket, hub: Hub, conn: Conn,
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(until_done, lambda: conn.pump(ws.send_text), tg.cancel_scope)
-            tg.start_soon(until_done, lambda: _read(ws, on_text), tg.cancel_scope)
+            tg.start_soon(until_done, lambda: _read(ws, on_text, conn), tg.cancel_scope)
             tg.start_soon(until_done, conn.wait_finished, tg.cancel_scope)
     finally:
         hub.detach(conn)

@@ -262,3 +262,24 @@ def test_disconnect_forgets_the_connection(world: World, client: TestClient) -> 
     assert client.portal is not None
     assert not client.portal.call(world.hub.wants, "btcusdt@trade")
     assert world.hub.connections == 0
+
+
+def test_a_connection_flooding_requests_is_closed(world: World, client: TestClient) -> None:
+    """A burst of requests is served (ccxt.pro subscribes to many streams at once);
+    past it, faster than the rate, the connection is closed with 1008."""
+    from chainbook.gateway.ws import REQUEST_BURST
+
+    with client.websocket_connect("/ws/1") as ws:
+        for i in range(REQUEST_BURST // 2):  # well within the burst: every one answered
+            assert request(ws, "LIST_SUBSCRIPTIONS", rid=i) == {"result": [], "id": i}
+    with client.websocket_connect("/ws/1") as ws:
+        for i in range(REQUEST_BURST + 20):
+            ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": i})
+        answered = 0
+        with pytest.raises(WebSocketDisconnect) as err:
+            while answered < REQUEST_BURST + 20:  # all answered: no limit (DID NOT RAISE)
+                ws.receive_json()
+                answered += 1
+        assert err.value.code == 1008
+        assert REQUEST_BURST <= answered < REQUEST_BURST + 20
+    assert world.hub.connections == 0

@@ -32,9 +32,10 @@ from chainbook.service.admin import TOKEN_HEADER
 from chainbook.service.core import CoreUnavailable
 
 
-def _error(status: int, msg: str) -> JSONResponse:
-    return JSONResponse({"code": -1102 if status == 400 else -1002, "msg": msg},
-                        status_code=status)
+def _error(status: int, msg: str, code: int | None = None) -> JSONResponse:
+    if code is None:
+        code = -1102 if status == 400 else -1002
+    return JSONResponse({"code": code, "msg": msg}, status_code=status)
 
 
 async def _body(request: Request, token: str) -> dict[str, Any] | JSONResponse:
@@ -110,10 +111,9 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
         try:
             result = outcome(list((await ctx.core.submit(hold_command(row))).events))
         except CoreUnavailable:  # recorded: the next start applies its hold
-            return JSONResponse({"code": -1006, "id": row.id,
-                                 "msg": f"Execution status unknown: withdrawal {row.id} is "
-                                        "recorded and its hold is applied at the next "
-                                        "start; check its state."}, status_code=503)
+            return _error(503, f"Execution status unknown: withdrawal {row.id} is recorded "
+                               "and its hold is applied at the next start; check its "
+                               "state.", -1006)
         state = await asyncio.to_thread(record_hold, svc.store, row.id, result,
                                         ctx.clock_ms())
         return JSONResponse({"id": row.id, "state": state,

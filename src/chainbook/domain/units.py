@@ -83,10 +83,10 @@ def parse_decimal(text: str) -> Decimal:
 
 def _steps(value: Decimal, step: Decimal, what: str) -> int:
     try:
-        n = _EXACT.divide(value, step)  # never rounded: a near-multiple is not one
-    except Inexact:
-        n = Decimal("0.5")  # not a whole number
-    if n != n.to_integral_value():
+        n: Decimal | None = _EXACT.divide(value, step)  # never rounded
+    except Inexact:  # a near-multiple: its quotient does not end within the precision
+        n = None
+    if n is None or n != n.to_integral_value():
         raise UnitError("step", f"{what} {value} is not a multiple of {step}")
     if n <= 0:
         raise UnitError("range", f"{what} must be positive")

@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+import msgspec
 
 from chainbook.domain.commands import AddSymbol, Command, Deposit
 from chainbook.domain.enums import SymbolStatus
@@ -53,13 +55,12 @@ _TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _text_fields(kind: type) -> tuple[str, ...]:
-    """The fields of command type ``kind`` that may hold text (annotated with str)."""
+    """The fields of command type ``kind`` typed ``str`` (or ``str | None``)."""
     names = _TEXT_FIELDS.get(kind)
     if names is None:
-        hints = getattr(kind, "__annotations__", {})
-        fields: tuple[str, ...] = getattr(kind, "__struct_fields__", ())
         names = _TEXT_FIELDS[kind] = tuple(
-            n for n in fields if "str" in str(hints.get(n, "str")))
+            f.name for f in msgspec.structs.fields(kind)
+            if f.type is str or str in get_args(f.type))
     return names
 
 

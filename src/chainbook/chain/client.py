@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from eth.exceptions import HeaderNotFound
 from eth_account import Account
 from eth_tester.exceptions import TransactionFailed  # type: ignore[import-untyped]
 from web3 import Web3
@@ -127,6 +128,7 @@ class ChainClient:
         self.confirmations = confirmations
         self.block_time_s = block_time_s
         self._last_mined = time.monotonic()
+        self._checked = False
         self.check_chain_id()
         self._settlement_abi = load_artifact("Settlement")
         self._errors = {
@@ -140,17 +142,30 @@ class ChainClient:
 
     def check_chain_id(self) -> None:
         """Raise ChainIdMismatch unless the node's chain id is the configured one."""
+        if self.embedded and self._checked:
+            return  # eth-tester's chain id is a constant: checked once, at the start
         actual = int(self.w3.eth.chain_id)
         if actual != self.chain_id:
             raise ChainIdMismatch(
                 f"node at {self.rpc_url} is on chain {actual}, configured {self.chain_id}")
+        self._checked = True
 
     def head(self) -> int:
         """The latest block number."""
+        if self.embedded:  # read off py-evm: web3's eth_blockNumber serializes a block
+            return int(self.tester.backend.chain.get_canonical_head().block_number)
         return int(self.w3.eth.block_number)
 
     def block_hash(self, number: int) -> bytes | None:
         """Hash of canonical block ``number``, or None if there is none."""
+        if self.embedded:  # a header lookup, not a serialized block through web3 (~1 ms)
+            if number < 0:
+                return None
+            try:
+                return bytes(self.tester.backend.chain
+                             .get_canonical_block_header_by_number(number).hash)
+            except HeaderNotFound:
+                return None
         try:
             return bytes(self.w3.eth.get_block(number)["hash"])
         except BlockNotFound:

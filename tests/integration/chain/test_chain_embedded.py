@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chainfix import trades
 
-from chainbook.chain.client import ChainClient
+from chainbook.chain.client import ChainClient, FundsClient
 from chainbook.chain.evm import EMBEDDED_CHAIN_ID
 from chainbook.chain.proofs import verify_trade
 from chainbook.chain.settler import ChainSettler
@@ -89,3 +89,30 @@ def test_a_new_embedded_chain_resets_the_store_a_node_chain_does_not(embedded, t
     with pytest.raises(StoreChainMismatch):
         ChainSettler(third, store, reset_on_new_chain=False)
     store.close()
+
+
+def _web3_hash(c: ChainClient, n: int) -> bytes | None:
+    try:
+        return bytes(c.w3.eth.get_block(n)["hash"])
+    except Exception:  # noqa: BLE001 - web3's answer for a block that is not there
+        return None
+
+
+def test_embedded_head_and_hashes_read_off_the_evm_agree_with_web3():
+    """head() and block_hash() read py-evm directly on the embedded chain (a web3 read
+    serializes a whole block, ~1 ms under the GIL); they must give web3's answers,
+    also after a revert replaced blocks with others of the same numbers."""
+    embedded = FundsClient("embedded", None, KEY, confirmations=2)
+    embedded.mine(3)
+    snap = embedded.rpc("evm_snapshot")
+    embedded.mine(2)
+    before = {n: embedded.block_hash(n) for n in range(embedded.head() + 1)}
+    embedded.rpc("evm_revert", [snap])
+    embedded.pay(None, "0x" + "11" * 20, 1)  # another block at the same height
+    embedded.mine(1)
+    head = int(embedded.w3.eth.block_number)
+    assert embedded.head() == head
+    for n in range(-1, head + 3):
+        assert embedded.block_hash(n) == _web3_hash(embedded, n), n
+    assert embedded.block_hash(head) != before[head]  # the fork is seen, not cached
+    assert embedded.block_hash(head + 1) is None and embedded.block_hash(-1) is None

@@ -8,8 +8,9 @@ Connection styles (spec §6.1), all on one host:
 * ``/stream?streams=a/b/c``: frames wrapped as ``{"stream": name, "data": payload}``;
 * ``/ws-api/v3``: the WebSocket API (``gateway.ws_api``).
 
-Every market connection speaks the subscribe protocol (§6.2): SUBSCRIBE, UNSUBSCRIBE and
-LIST_SUBSCRIPTIONS, replies echo ``id`` with its type. A subscription is followed by
+Every market connection speaks the subscribe protocol (§6.2): SUBSCRIBE, UNSUBSCRIBE,
+LIST_SUBSCRIPTIONS and SET_PROPERTY/GET_PROPERTY ``combined``; replies echo ``id`` with
+its type. A subscription is followed by
 ``market.stream_snapshot(stream)`` when there is one. Keepalive: uvicorn pings every
 client every ``ws_ping_interval`` (20 s by default, like Binance) and answers client pings
 itself, so the handlers here never see control frames.
@@ -66,8 +67,30 @@ def valid_stream(name: str, symbols: Collection[str]) -> bool:
             and _KIND.fullmatch(kind) is not None)
 
 
-def _error(rid: Any, msg: str) -> dict[str, Any]:
-    return {"error": {"code": 2, "msg": f"Invalid request: {msg}"}, "id": rid}
+def _error(rid: Any, msg: str, code: int = 2) -> dict[str, Any]:
+    """Binance's error reply (code 0: unknown property, 1: a value of the wrong type,
+    2: invalid request)."""
+    text = f"Invalid request: {msg}" if code == 2 else msg
+    return {"error": {"code": code, "msg": text}, "id": rid}
+
+
+def _property(conn: Conn, method: str, params: Any, rid: Any) -> dict[str, Any]:
+    """SET_PROPERTY / GET_PROPERTY: the one property is ``combined`` (frames wrapped as
+    ``{"stream", "data"}`` from now on, or raw)."""
+    if not isinstance(params, list) or not params or not isinstance(params[0], str):
+        return _error(rid, "property name must be a string")
+    if params[0] != "combined":
+        return _error(rid, "Unknown property", code=0)
+    if method == "GET_PROPERTY":
+        if len(params) != 1:
+            return _error(rid, "GET_PROPERTY takes one parameter")
+        return {"result": conn.combined, "id": rid}
+    if len(params) != 2:
+        return _error(rid, "SET_PROPERTY takes a name and a value")
+    if not isinstance(params[1], bool):
+        return _error(rid, "Invalid value type: expected Boolean", code=1)
+    conn.combined = params[1]
+    return {"result": None, "id": rid}
 
 
 class StreamSession:
@@ -125,6 +148,8 @@ class StreamSession:
         method, params = request.get("method"), request.get("params", [])
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": sorted(self.conn.streams), "id": rid}
+        if method in ("SET_PROPERTY", "GET_PROPERTY"):
+            return _property(self.conn, method, params, rid)
         if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
             return _error(rid, f"unknown method {method!r}")
         if not isinstance(params, list):

@@ -112,6 +112,31 @@ def test_combined_streams_are_wrapped(world: World, client: TestClient) -> None:
         assert snap["stream"] == "btcusdt@bookTicker" and snap["data"]["s"] == "BTCUSDT"
 
 
+def test_set_property_combined_switches_the_framing(world: World,
+                                                   client: TestClient) -> None:
+    """SET_PROPERTY/GET_PROPERTY ``combined`` (Binance §6.2): raw frames become
+    ``{"stream","data"}`` and back; errors with Binance's codes 0, 1 and 2."""
+    with client.websocket_connect("/ws") as ws:
+        assert request(ws, "GET_PROPERTY", ["combined"], 1) == {"result": False, "id": 1}
+        assert request(ws, "SUBSCRIBE", ["btcusdt@trade"], 2) == {"result": None, "id": 2}
+        assert request(ws, "SET_PROPERTY", ["combined", True], 3) == {"result": None,
+                                                                     "id": 3}
+        assert request(ws, "GET_PROPERTY", ["combined"], 4) == {"result": True, "id": 4}
+        trade(world, client)
+        wrapped = ws.receive_json()
+        assert wrapped["stream"] == "btcusdt@trade" and wrapped["data"]["e"] == "trade"
+        assert request(ws, "SET_PROPERTY", ["combined", False], 5) == {"result": None,
+                                                                      "id": 5}
+        trade(world, client)
+        assert ws.receive_json()["e"] == "trade"
+        assert request(ws, "SET_PROPERTY", ["combined", "yes"], 6) == {
+            "error": {"code": 1, "msg": "Invalid value type: expected Boolean"}, "id": 6}
+        assert request(ws, "SET_PROPERTY", ["colour", True], 7)["error"]["code"] == 0
+        assert request(ws, "GET_PROPERTY", [5], 8)["error"]["code"] == 2
+        assert request(ws, "SET_PROPERTY", ["combined"], 9)["error"]["code"] == 2
+        assert request(ws, "GET_PROPERTY", ["combined"], 10) == {"result": False, "id": 10}
+
+
 def test_snapshot_follows_the_subscribe_reply(world: World, client: TestClient) -> None:
     assert client.portal is not None
     client.portal.call(world.core.apply,

@@ -70,6 +70,7 @@ from typing import Any
 
 import httpx
 
+from chainbook.bench.host import host_share, host_times
 from chainbook.bench.rest_bench import (
     LiveServer,
     cpu_seconds,
@@ -314,9 +315,11 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
         connected = sum(pipe.recv()[1] for pipe in pipes)
         time.sleep(0.5)
         server_cpu0, began = cpu_seconds(srv.proc.pid), time.perf_counter()
+        host0 = host_times()
         times = _produce(srv, trades, rate)
         time.sleep(1.0)
         server_cpu = cpu_seconds(srv.proc.pid) - server_cpu0
+        host = host_share(host0)
         elapsed = time.perf_counter() - began
         for pipe in pipes:
             pipe.send("stop")
@@ -360,7 +363,7 @@ def measure(srv: LiveServer, subscribers: int, procs: int, trades: int,
             "kernel_from_send_ms": _stats(k_send),
             "kernel_from_event_time_ms": _stats(k_e), "kernel_spread_ms": _stats(k_spread),
             "elapsed_s": round(elapsed, 2), "server_cpu_s": round(server_cpu, 2),
-            "subscribers_cpu_s": round(subscriber_cpu, 2)}
+            "subscribers_cpu_s": round(subscriber_cpu, 2), **host}
 
 
 def _floor_reader(port: int, count: int, rounds: int, conn: Connection) -> None:
@@ -448,6 +451,7 @@ def send_floor(count: int, rounds: int, procs: int, senders: int = 1) -> dict[st
         for pipe in pipes:
             pipe.recv()
         starts = []
+        host0 = host_times()
         for _r in range(rounds):
             starts.append(time.time_ns())
             for feed, _ in feeds:
@@ -464,7 +468,7 @@ def send_floor(count: int, rounds: int, procs: int, senders: int = 1) -> dict[st
             if p.is_alive():
                 p.kill()
     return {"subscribers": count, "rounds": rounds, "frame_bytes": FLOOR_FRAME,
-            "senders": senders,
+            "senders": senders, **host_share(host0),
             "arrival_from_round_start_ms": _stats([(k - starts[r % len(starts)]) / 1e6
                                                    for r, k in arrivals])}
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chainbook.bench.host import host_share, host_times
 from chainbook.service.config import DEFAULT_TOML
 from chainbook.service.gcstats import GC_STATS_ENV
 from chainbook.service.spawn import spawn_serve, stop_process
@@ -222,12 +223,13 @@ async def _run(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict
 
         began = time.perf_counter()
         wall0 = time.time()
-        cpu0, server_cpu0 = cpu_seconds(), cpu_seconds(srv.proc.pid)
+        cpu0, server_cpu0, host0 = cpu_seconds(), cpu_seconds(srv.proc.pid), host_times()
         await asyncio.gather(*(client(c) for c in range(n)))
         elapsed = time.perf_counter() - began - 0.2
         window = (wall0, time.time())
         cpu = {"client_cpu_s": round(cpu_seconds() - cpu0, 2),
-               "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2)}
+               "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2),
+               **host_share(host0)}
     done = len(lat["new"]) + len(lat["cancel"])
     return {"requests": done, "elapsed_s": round(elapsed, 3),
             "achieved_per_s": round(done / elapsed, 1),
@@ -307,7 +309,7 @@ def _run_raw(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict[s
     clock = time.perf_counter_ns
     began = time.perf_counter()
     wall0 = time.time()
-    cpu0, server_cpu0 = cpu_seconds(), cpu_seconds(srv.proc.pid)
+    cpu0, server_cpu0, host0 = cpu_seconds(), cpu_seconds(srv.proc.pid), host_times()
     try:
         while left:
             now = clock()
@@ -361,7 +363,8 @@ def _run_raw(srv: LiveServer, plans: list[list[Request]], rate: float) -> dict[s
                     idle.insert(i, conn)
         elapsed = time.perf_counter() - began - 0.2
         cpu = {"client_cpu_s": round(cpu_seconds() - cpu0, 2),
-               "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2)}
+               "server_cpu_s": round(cpu_seconds(srv.proc.pid) - server_cpu0, 2),
+               **host_share(host0)}
     finally:
         ep.close()
         for conn in conns:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from chainbook.bench import fanout_bench, rest_bench
+from chainbook.bench.host import host_share, host_times
 
 
 def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,6 +23,8 @@ def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["server_gc"]["frozen_objects"] > 10_000
     assert isinstance(out["server_gc"]["long_pauses_ms"], list)
     assert out["client"] == "raw" and out["from_due_ms"]["n"] == 200
+    # what the machine did in the run's window: shares of all CPU time, the server busy
+    assert 0 <= out["host_steal_pct"] <= 100 and 0 < out["host_busy_pct"] <= 100
 
 
 def test_rest_bench_tiny_new_orders_only_through_aiohttp_and_uvicorns_path(
@@ -55,3 +59,16 @@ def test_fanout_bench_tiny_with_kernel_stamps_and_the_peer(
     peer = out["peer_bare_send_loop"]
     assert (peer["subscribers"], peer["rounds"]) == (10, 3)
     assert peer["arrival_from_round_start_ms"]["max"] >= 0
+    assert 0 <= out["host_steal_pct"] <= 100 and 0 <= peer["host_steal_pct"] <= 100
+
+
+def test_host_share_counts_this_process_busy_time() -> None:
+    before = host_times()
+    assert before is not None and len(before) == 8
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # 0.3 s of CPU of 2 cores' time: >= ~10 % busy
+        pass
+    share = host_share(before)
+    assert share["host_busy_pct"] >= 5.0
+    assert 0 <= share["host_steal_pct"] <= 100 - share["host_busy_pct"]
+    assert host_share(None) == {}

@@ -44,8 +44,23 @@ class WouldRevert(ChainError):
     """Gas estimation shows the transaction would revert (a contract error)."""
 
 
+class CannotPay(WouldRevert):
+    """The node refuses the transaction because the operator's balance cannot cover its
+    value and gas (at the estimate, or when it is sent): nothing was broadcast."""
+
+
 class NonceUsed(ChainError):
     """A transaction's nonce is already taken on-chain by another transaction."""
+
+
+# how nodes say the sender cannot cover value + gas: geth/anvil "insufficient funds for
+# gas * price + value", eth-tester "Sender does not have enough balance to cover ..."
+_NO_FUNDS = ("insufficient funds", "does not have enough balance")
+
+
+def _cannot_pay(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(s in text for s in _NO_FUNDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +241,10 @@ class ChainClient:
                 gas = int(self.w3.eth.estimate_gas(tx)) * 6 // 5 + 10_000  # type: ignore[arg-type]
             except (ContractLogicError, TransactionFailed) as e:  # node / embedded revert
                 raise WouldRevert(f"the transaction would revert: {self._explain(e)}") from e
+            except Exception as e:  # noqa: BLE001 - nodes differ in how they refuse
+                if _cannot_pay(e):
+                    raise CannotPay(f"the operator cannot pay it: {e}") from e
+                raise
         tx["gas"] = gas
         tx.pop("from")
         signed = Account.sign_transaction(tx, self._key)
@@ -242,7 +261,8 @@ class ChainClient:
     def send(self, tx: SignedTx) -> None:
         """Broadcast ``tx``; a node that already knows it is fine.
 
-        Raise NonceUsed if another transaction took its nonce, ChainError otherwise."""
+        Raise NonceUsed if another transaction took its nonce, CannotPay if the operator
+        cannot cover it, ChainError otherwise."""
         try:
             self.w3.eth.send_raw_transaction(tx.raw)
         except Exception as e:  # nodes differ in how they say "known" or "nonce too low"
@@ -250,6 +270,9 @@ class ChainClient:
                 return
             if self.nonce(pending=False) > tx.nonce:
                 raise NonceUsed(f"nonce {tx.nonce} already used: {e}") from e
+            if _cannot_pay(e):
+                raise CannotPay(f"the node refused 0x{tx.tx_hash.hex()}: the operator "
+                                f"cannot pay it: {e}") from e
             raise ChainError(f"sending 0x{tx.tx_hash.hex()} failed: {e}") from e
 
     def tx_known(self, tx_hash: bytes) -> bool:

@@ -32,7 +32,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chainbook.chain.client import ChainError, FundsClient, NonceUsed, SignedTx, WouldRevert
+from chainbook.chain.client import (
+    CannotPay,
+    ChainError,
+    FundsClient,
+    NonceUsed,
+    SignedTx,
+    WouldRevert,
+)
 from chainbook.chain.corebridge import OK, Submit, outcome
 from chainbook.chain.fundstore import W_OPEN, FundStore, WithdrawalRow
 from chainbook.domain.commands import Command, WithdrawComplete, WithdrawHold, WithdrawRefund
@@ -168,11 +175,19 @@ class WithdrawalProcessor:
             return 0  # the server's GIL, docs/gateway-performance.md, Session 7)
         self.client.check_chain_id()
         head = self.client.head()
+        failed: Exception | None = None
         for row in rows:
             try:
                 self._advance(row, head)
             except NonceUsed as e:
                 self._nonce_taken(row, head, e)
+            except Exception as e:  # noqa: BLE001 - one row must not stop the others
+                log.error("withdrawal %s (%s): %s: %s", row.id, row.state,
+                          type(e).__name__, e)
+                failed = failed or e
+                self._unsent = True  # it may hold a signed, unsent nonce: sign no more
+        if failed is not None:
+            raise failed  # reported by the worker (last_error); the rest moved on
         return len(self.store.withdrawals(states=W_OPEN))
 
     def _advance(self, row: WithdrawalRow, head: int) -> None:
@@ -218,6 +233,14 @@ class WithdrawalProcessor:
         except NonceUsed:
             if self.client.receipt(tx.tx_hash) is None:
                 raise
+        except CannotPay as e:
+            if row.state == "SIGNED" and row.sends == 0:
+                # never broadcast: no node holds it, its nonce stays free for the next
+                self._fail(row, f"nothing sent: {e}")
+                return
+            log.warning("withdrawal %s: resend refused (%s); retrying", row.id, e)
+            self._unsent = True
+            return
         except ChainError as e:  # node down or refusing: try again next step
             log.warning("withdrawal %s: send failed (%s); retrying", row.id, e)
             self._unsent = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chainfix import trades
 
-from chainbook.chain.client import ChainClient, FundsClient
+from chainbook.chain.client import CannotPay, ChainClient, FundsClient
 from chainbook.chain.evm import EMBEDDED_CHAIN_ID
 from chainbook.chain.proofs import verify_trade
 from chainbook.chain.settler import ChainSettler
@@ -116,3 +116,13 @@ def test_embedded_head_and_hashes_read_off_the_evm_agree_with_web3():
         assert embedded.block_hash(n) == _web3_hash(embedded, n), n
     assert embedded.block_hash(head) != before[head]  # the fork is seen, not cached
     assert embedded.block_hash(head + 1) is None and embedded.block_hash(-1) is None
+
+
+def test_an_embedded_payment_beyond_the_operators_balance_is_cannot_pay():
+    """eth-tester refuses the estimate with its own ValidationError: the withdrawal
+    processor must see CannotPay (refund it) rather than an error that stops its step."""
+    c = FundsClient("embedded", None, KEY, confirmations=2)
+    wallet = c.native_balance(c.operator)
+    with pytest.raises(CannotPay, match="operator cannot pay"):
+        c.sign_transfer(None, "0x" + "22" * 20, wallet + 1, c.nonce())
+    c.sign_transfer(None, "0x" + "22" * 20, wallet // 2, c.nonce())  # within: signs

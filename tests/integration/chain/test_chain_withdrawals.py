@@ -177,3 +177,24 @@ def test_a_taken_nonce_n_deep_is_refunded(rig: Rig) -> None:
     assert got is not None and got.state == "REFUNDED" and "nonce" in (got.note or "")
     assert rig.client.token_balance(rig.usdt, DEST) == 0
     assert rig.available(ACCT, "USDT") == 100 * 10**8
+
+
+def test_a_native_withdrawal_the_operator_cannot_pay_is_refunded_and_blocks_no_other(
+        rig: Rig) -> None:
+    """More ETH than the operator's hot wallet holds: the node refuses the estimate
+    ("insufficient funds"); the withdrawal is refunded like one that would revert, and
+    the withdrawals behind it (another asset, another account) are paid."""
+    p = rig.processor()
+    wallet_eth = rig.client.native_balance(rig.client.operator) // 10**10  # in 8 decimals
+    rig.fund(ACCT, "ETH", 2 * wallet_eth, "seed-eth-big")
+    big = p.request(ACCT, "ETH", wallet_eth + 10**8, DEST)
+    small = p.request(ACCT, "USDT", 5 * 10**8, DEST)
+    assert big.state == small.state == "HELD"
+    _run(rig, p)
+    got = rig.store.withdrawal(big.id)
+    # anvil estimates it, then refuses it at the send: signed, never broadcast
+    assert got is not None and got.state == "REFUNDED" and got.sends == 0
+    assert "operator cannot pay" in (got.note or "")
+    assert rig.store.withdrawal(small.id).state == "COMPLETED"  # type: ignore[union-attr]
+    assert rig.frozen(ACCT, "ETH") == 0 and rig.frozen(ACCT, "USDT") == 0
+    assert rig.client.token_balance(rig.usdt, DEST) == 5 * 10**6

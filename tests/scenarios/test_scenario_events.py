@@ -50,6 +50,7 @@ def assert_events(got, expected):
     """Exactly the expected events, in order, up to order inside a balance/level run."""
     assert _grouped(got) == _grouped(expected)
 LIMIT, GTC, IOC = OrderType.LIMIT, TimeInForce.GTC, TimeInForce.IOC
+EM = int(Stp.EXPIRE_MAKER)  # the symbol's default self-trade prevention, resolved
 U = 10_000_000  # starting USDT
 B = 1_000_000  # starting BTC
 
@@ -57,7 +58,7 @@ B = 1_000_000  # starting BTC
 def test_resting_sell(ex):
     ev = ex.sell(2, 1000, 3, client_id="s1")
     assert_events(ev, [
-        OrderAccepted(1, 2, "BTCUSDT", SELL, LIMIT, GTC, 1000, 3, 0, "s1"),
+        OrderAccepted(1, 2, "BTCUSDT", SELL, LIMIT, GTC, 1000, 3, 0, "s1", EM),
         BalanceChanged(2, "BTC", B - 300, 300),
         BookLevelChanged("BTCUSDT", SELL, 1000, 3),
     ])
@@ -68,7 +69,7 @@ def test_taker_across_two_levels(ex):
     ex.sell(3, 1001, 5)
     ev = ex.buy(1, 1001, 5)
     assert_events(ev, [
-        OrderAccepted(3, 1, "BTCUSDT", BUY, LIMIT, GTC, 1001, 5, 0, None),
+        OrderAccepted(3, 1, "BTCUSDT", BUY, LIMIT, GTC, 1001, 5, 0, None, EM),
         Trade(1, "BTCUSDT", 1000, 3, 3000, BUY, 1, 3, 2, 1, 3, 6, 0, 2),
         Trade(2, "BTCUSDT", 1001, 2, 2002, BUY, 2, 3, 3, 1, 2, 4, 3, 0),
         # one BalanceChanged per touched (account, asset), with the final values
@@ -88,7 +89,7 @@ def test_ioc_remainder(ex):
     ex.sell(3, 1001, 3)
     ev = ex.buy(1, 1001, 5, tif=IOC)
     assert_events(ev, [
-        OrderAccepted(2, 1, "BTCUSDT", BUY, LIMIT, IOC, 1001, 5, 0, None),
+        OrderAccepted(2, 1, "BTCUSDT", BUY, LIMIT, IOC, 1001, 5, 0, None, EM),
         Trade(1, "BTCUSDT", 1001, 3, 3003, BUY, 1, 2, 3, 1, 3, 6, 0, 2),
         OrderExpired(2, 1, "BTCUSDT", 2, 3, ExpireReason.IOC, None),
         BalanceChanged(1, "USDT", U - 3009, 0),
@@ -106,7 +107,7 @@ def test_stp_expire_maker_sequence(ex):
     ev = ex.buy(1, 1002, 3, stp=Stp.EXPIRE_MAKER)
     reserve = 3006 + 6
     assert_events(ev, [
-        OrderAccepted(3, 1, "BTCUSDT", BUY, LIMIT, GTC, 1002, 3, 0, None),
+        OrderAccepted(3, 1, "BTCUSDT", BUY, LIMIT, GTC, 1002, 3, 0, None, EM),
         OrderExpired(1, 1, "BTCUSDT", 2, 0, ExpireReason.STP, None),
         Trade(1, "BTCUSDT", 1002, 2, 2004, BUY, 2, 3, 2, 1, 2, 4, 0, 1),
         BalanceChanged(1, "USDT", U - reserve, reserve - 2008),
@@ -135,7 +136,7 @@ def test_breaker_sequence(make_exchange):
     ex.buy(3, 1000, 1)
     ex.sell(2, 1011, 1)  # +1.1%
     ev = ex.buy(1, 1011, 1)
-    assert ev[0] == OrderAccepted(4, 1, "BTCUSDT", BUY, LIMIT, GTC, 1011, 1, 0, None)
+    assert ev[0] == OrderAccepted(4, 1, "BTCUSDT", BUY, LIMIT, GTC, 1011, 1, 0, None, EM)
     st = ev[1]
     assert isinstance(st, SymbolStatusChanged)
     assert (st.symbol, st.status, st.until_ts) == ("BTCUSDT", SymbolStatus.HALTED,

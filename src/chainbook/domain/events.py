@@ -39,6 +39,9 @@ class OrderAccepted(Event, tag=1, frozen=True):
     qty: int  # lots; for a MARKET order by quote amount, the lots it buys/sells now
     quote_qty: int  # quote units for a MARKET order by quote amount, else 0
     client_id: str | None
+    # the self-trade prevention mode in force (an ``Stp`` value, DEFAULT resolved to the
+    # symbol's); -1 in journals written before it was recorded (the command has it)
+    stp: int = -1
 
 
 class OrderRejected(Event, tag=2, frozen=True):

@@ -331,7 +331,7 @@ class Engine:
         order = Order(oid, account, side, price, qty, qty, 0, need, kind, tif, stp,
                       cmd.client_id)
         ev.append(OrderAccepted(oid, account, sym.name, cmd.side, cmd.type, cmd.tif, price, qty,
-                                cmd.quote_qty or 0, cmd.client_id))
+                                cmd.quote_qty or 0, cmd.client_id, stp))
         if need and cell is not None:  # need > 0 implies the cell exists (checked above)
             cell[0] -= need
             cell[1] += need

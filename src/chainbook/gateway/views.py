@@ -224,11 +224,13 @@ class AccountViews:
 
     def _accepted(self, ev: OrderAccepted, applied: Applied,
                   out: list[tuple[int, dict[str, Any]]] | None) -> None:
-        cmd = applied.command
-        stp = cmd.stp if isinstance(cmd, PlaceOrder) else Stp.DEFAULT
-        if stp == Stp.DEFAULT:
-            spec = self.core.specs.get(ev.symbol)
-            stp = spec.default_stp if spec is not None else Stp.NONE
+        stp = ev.stp
+        if stp < 0:  # a journal from before events carried the mode: the command's
+            cmd = applied.command
+            stp = cmd.stp if isinstance(cmd, PlaceOrder) else Stp.DEFAULT
+            if stp == Stp.DEFAULT:
+                spec = self.core.specs.get(ev.symbol)
+                stp = spec.default_stp if spec is not None else Stp.NONE
         view = OrderView(ev.order_id, ev.account, ev.symbol, Side(ev.side), OrderType(ev.type),
                          TimeInForce(ev.tif), ev.price, ev.qty, ev.quote_qty, ev.client_id,
                          Stp(stp), applied.ts, update_ns=applied.ts)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 
+import msgspec
+
 from restfixtures import UNIT, Gateway, Signer
 
 from chainbook.domain.commands import AmendOrder, Deposit, PlaceOrder, SetKillSwitch
 from chainbook.domain.enums import OrderType, Side, Stp, TimeInForce
+from chainbook.domain.events import OrderAccepted
 from chainbook.gateway.views import AccountViews
 
 ORDER = "/api/v3/order"
@@ -97,9 +100,29 @@ def test_replay_rebuilds_the_same_views(gw: Gateway, alice: Signer, bob: Signer)
         assert replayed.trades(acct, "BTCUSDT") == gw.views.trades(acct, "BTCUSDT")
         live = gw.views.all_orders(acct, "BTCUSDT")
         again = replayed.all_orders(acct, "BTCUSDT")
-        # without the command, the STP mode falls back to the symbol default
-        assert [(v.order_id, v.status, v.executed, v.cum_quote) for v in again] == [
-            (v.order_id, v.status, v.executed, v.cum_quote) for v in live]
+        # the STP mode comes from OrderAccepted, not from the command (absent in replay)
+        assert [(v.order_id, v.status, v.executed, v.cum_quote, v.stp) for v in again] == [
+            (v.order_id, v.status, v.executed, v.cum_quote, v.stp) for v in live]
+    alices = replayed.all_orders(gw.alice.account, "BTCUSDT")
+    assert [v.stp for v in alices] == [Stp.EXPIRE_MAKER, Stp.NONE]  # default, then NONE
+
+
+def test_an_old_journal_without_the_stp_mode_falls_back_to_the_default(
+        gw: Gateway) -> None:
+    """Journals written before OrderAccepted carried ``stp`` decode it as -1: the view
+    takes the command's mode, and in a replay (no command) the symbol's default."""
+    gw.core.apply(PlaceOrder(gw.alice.account, "BTCUSDT", Side.SELL, OrderType.LIMIT, 10_000,
+                             10_000, TimeInForce.GTC, None, None, Stp.EXPIRE_BOTH))
+    last = gw.core.log[-1]
+    old_events = [msgspec.structs.replace(e, stp=-1) if isinstance(e, OrderAccepted) else e
+                  for e in last.events]
+    live = AccountViews(gw.core, None, clock_ms=gw.clock)
+    live.on_batch([type(last)(last.seq, last.ts, last.command, old_events)], True)
+    replayed = AccountViews(gw.core, None, clock_ms=gw.clock)
+    replayed.on_batch([type(last)(last.seq, last.ts, None, old_events)], False)
+    oid = next(e.order_id for e in old_events if isinstance(e, OrderAccepted))
+    assert live.orders[oid].stp == Stp.EXPIRE_BOTH
+    assert replayed.orders[oid].stp == Stp.EXPIRE_MAKER
 
 
 def test_history_is_bounded(gw: Gateway) -> None:

@@ -9,7 +9,6 @@ signature is checked on the bytes as received, never on re-serialised parameters
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Callable
@@ -69,13 +68,18 @@ def parse_params(query: bytes, body: bytes) -> Params:
     are not UTF-8 after percent-decoding."""
     if len(query) + len(body) > MAX_BYTES:
         raise errors.too_many_params()
+    if b"%" not in query and b"+" not in query and b"%" not in body and b"+" not in body:
+        try:  # the usual signed request: nothing to unquote, all UTF-8
+            return _plain_params(query.decode("utf-8"), body.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass  # the general path says which error comes first
     pairs = _pairs(query) + _pairs(body)
     if len(pairs) > MAX_PARAMS:
         raise errors.too_many_params()
     params: Params = {}
     if b"%" in query or b"+" in query or b"%" in body or b"+" in body:
         decode: Callable[[bytes], str] = _decode
-    else:  # nothing to unquote (the usual signed request): the same text, ~5x cheaper
+    else:
         decode = _decode_plain
     for k, v in pairs:
         key = decode(k)
@@ -85,13 +89,53 @@ def parse_params(query: bytes, body: bytes) -> Params:
     return params
 
 
+def _plain_params(query: str, body: str) -> Params:
+    """``parse_params`` of a query and body that decode as UTF-8 and hold no ``%`` or
+    ``+``: split once as text (``&`` and ``=`` are ASCII, so the pieces are those of the
+    byte split, decoded), with the same checks in the same order; ~4x cheaper."""
+    pairs: list[tuple[str, str]] = []
+    for raw in (query, body):
+        for part in raw.split("&"):
+            if not part:
+                continue
+            k, eq, v = part.partition("=")
+            if not eq or not k:
+                raise errors.malformed_pair()
+            pairs.append((k, v))
+    if len(pairs) > MAX_PARAMS:
+        raise errors.too_many_params()
+    params: Params = {}
+    for k, v in pairs:
+        if k in params:
+            raise errors.duplicate_param()
+        params[k] = v
+    return params
+
+
+_SIG = b"signature="
+
+
 def _strip_signature(raw: bytes) -> tuple[bytes, list[bytes]]:
     """``raw`` without its ``signature=`` pairs (kept byte-exact), and their values."""
+    at = raw.find(_SIG)
+    if at < 0:
+        return raw, []
+    if (at == 0 or raw[at - 1] == 0x26) and raw.find(_SIG, at + 1) < 0:
+        # one signature pair (the usual case): cut it out rather than split everything
+        end = raw.find(b"&", at)
+        if end < 0:
+            return raw[:at - 1] if at else b"", [raw[at + len(_SIG):]]
+        return raw[:at] + raw[end + 1:], [raw[at + len(_SIG):end]]
+    return _strip_signature_split(raw)
+
+
+def _strip_signature_split(raw: bytes) -> tuple[bytes, list[bytes]]:
+    """``_strip_signature`` by splitting on every ``&`` (the general case)."""
     kept: list[bytes] = []
     sigs: list[bytes] = []
     for part in raw.split(b"&"):
-        if part.startswith(b"signature="):
-            sigs.append(part[len(b"signature="):])
+        if part.startswith(_SIG):
+            sigs.append(part[len(_SIG):])
         else:
             kept.append(part)
     return b"&".join(kept), sigs
@@ -110,7 +154,8 @@ def signed_payload(query: bytes, body: bytes) -> tuple[bytes, str | None]:
 
 def sign(secret: str, payload: bytes) -> str:
     """Hex HMAC-SHA256 of ``payload`` with ``secret`` (what clients send as signature)."""
-    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, without hmac.new's Python object (~3x faster)
+    return hmac.digest(secret.encode(), payload, "sha256").hex()
 
 
 def api_key(keys: Keys, header: str | None, perm: str) -> ApiKeyInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 
 import msgspec
-
 from restfixtures import UNIT, Gateway, Signer
 
 from chainbook.domain.commands import AmendOrder, Deposit, PlaceOrder, SetKillSwitch

@@ -17,6 +17,7 @@ from chainbook.domain.instruments import SymbolSpec
 from chainbook.service.applied import Applied
 
 Json = dict[str, Any]
+NS_PER_MS = 1_000_000
 
 
 class Core(Protocol):
@@ -24,12 +25,26 @@ class Core(Protocol):
 
     specs: dict[str, SymbolSpec]  # listed symbols, kept from SymbolAdded events
     status: dict[str, SymbolStatus]  # kept from SymbolStatusChanged events
+    halt_until: dict[str, int]  # a breaker halt's end (ns), from the same events
     assets: dict[str, int]  # asset -> decimals (config)
 
     async def submit(self, cmd: Command) -> Applied:
         """Log ``cmd``, apply it, return once it is durable and every listener saw it.
         Raises CoreUnavailable (service.core) when the core has stopped or failed."""
         ...
+
+
+def symbol_status(core: Core, name: str, now_ms: int) -> SymbolStatus:
+    """The status a client should see for ``name`` now.  A circuit-breaker halt ends
+    when its cooldown is over, but the core resumes the symbol only at the next order
+    or cancel for it (engine ``_trading_symbol``), so ``core.status`` says HALT until
+    one comes; a client that waits for TRADING before sending one would wait forever."""
+    status = core.status.get(name, SymbolStatus.TRADING)
+    if status != SymbolStatus.TRADING:
+        until = core.halt_until.get(name, 0)
+        if until and now_ms * NS_PER_MS >= until:
+            return SymbolStatus.TRADING
+    return status
 
 
 class ApiKeyInfo(Protocol):

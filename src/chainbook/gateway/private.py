@@ -19,7 +19,7 @@ from chainbook.domain.events import OrderAccepted, OrderCanceled, Trade
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.engine.symbol_state import outside_band, would_take
 from chainbook.gateway import errors, render, schema
-from chainbook.gateway.context import GatewayContext
+from chainbook.gateway.context import GatewayContext, symbol_status
 from chainbook.gateway.endpoint import Call, submit
 from chainbook.gateway.views import OrderView
 from chainbook.gateway.ws_api import key_reads_for
@@ -97,7 +97,7 @@ async def test_order(ctx: GatewayContext, call: Call) -> Any:
     order = schema.new_order(call.params, call.account, spec, None)
     cmd = order.cmd
     schema.check_filters(cmd, spec)
-    if ctx.core.status.get(spec.name, SymbolStatus.TRADING) != SymbolStatus.TRADING:
+    if symbol_status(ctx.core, spec.name, ctx.clock_ms()) != SymbolStatus.TRADING:
         raise errors.reject_error(Reject.SYMBOL_NOT_TRADING)
     if cmd.price is not None and outside_band(
             cmd.price, ctx.market.reference_price(spec.name), spec.band_bps):

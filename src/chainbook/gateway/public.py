@@ -12,7 +12,7 @@ from typing import Any
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.gateway import errors, ratelimit, schema
 from chainbook.gateway.auth import Params
-from chainbook.gateway.context import GatewayContext
+from chainbook.gateway.context import GatewayContext, symbol_status
 from chainbook.gateway.endpoint import Call
 from chainbook.gateway.exchangeinfo import exchange_info
 
@@ -45,7 +45,9 @@ async def exchange_info_(ctx: GatewayContext, call: Call) -> Any:
     specs = schema.symbols(ctx.core, call.params)
     if specs is None:
         specs = list(ctx.core.specs.values())
-    return exchange_info(specs, ctx.core.status, ctx.clock_ms(), ctx.limits.rate_limits())
+    now = ctx.clock_ms()
+    status = {s.name: symbol_status(ctx.core, s.name, now) for s in specs}
+    return exchange_info(specs, status, now, ctx.limits.rate_limits())
 
 
 def depth_limit(params: Params) -> int:

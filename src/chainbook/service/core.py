@@ -126,6 +126,7 @@ class CoreService:
         self.assets = dict(assets)
         self.specs: dict[str, SymbolSpec] = {}
         self.status: dict[str, SymbolStatus] = {}
+        self.halt_until: dict[str, int] = {}
         self._fsync = FsyncPolicy(fsync)
         self._interval = fsync_interval_ms / 1000.0
         self._snapshot_every = snapshot_every
@@ -462,6 +463,7 @@ class CoreService:
                                            SymbolStatus.TRADING)
                 elif t is SymbolStatusChanged:
                     self.status[ev.symbol] = ev.status  # type: ignore[attr-defined]
+                    self.halt_until[ev.symbol] = ev.until_ts  # type: ignore[attr-defined]
         for fn in self._listeners:
             try:
                 fn(batch, live)

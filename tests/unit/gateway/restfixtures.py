@@ -74,6 +74,7 @@ class LocalCore:
         self.clock = clock
         self.specs: dict[str, SymbolSpec] = {}
         self.status: dict[str, SymbolStatus] = {}
+        self.halt_until: dict[str, int] = {}
         self.assets = {"BTC": 8, "ETH": 8, "USDT": 8}
         self.listeners: list[Callable[[list[Applied], bool], None]] = []
         self.seq = 0
@@ -93,6 +94,7 @@ class LocalCore:
                 self.status[ev.spec.name] = SymbolStatus.TRADING
             elif isinstance(ev, SymbolStatusChanged):
                 self.status[ev.symbol] = ev.status
+                self.halt_until[ev.symbol] = ev.until_ts
         applied = Applied(self.seq, self.last_ts, cmd, events)
         self.log.append(applied)
         for listener in self.listeners:

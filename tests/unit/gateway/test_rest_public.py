@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from restfixtures import Gateway, Signer
+import msgspec
+from restfixtures import BTC, Gateway, Signer
 
+from chainbook.domain.commands import AddSymbol
 from chainbook.gateway.openapi import DOCS
 from chainbook.gateway.rest import API, ENDPOINTS
 
@@ -104,3 +106,36 @@ def test_openapi_covers_every_route(client) -> None:
         if spec.security == "SIGNED":
             assert "signature" in {p["name"] for p in op["parameters"]}
     assert doc["components"]["schemas"]["Error"]["required"] == ["code", "msg"]
+
+
+def test_a_breaker_halt_shows_trading_once_its_cooldown_is_over(
+        gw: Gateway, client, alice: Signer, bob: Signer) -> None:
+    """The core resumes a halted symbol only at its next order; exchangeInfo and
+    order/test must not keep saying HALT after the cooldown (a client waiting for
+    TRADING would never send that order)."""
+    spec = msgspec.structs.replace(BTC, name="BRKUSDT", breaker_bps=500,
+                                   breaker_window_ns=60 * 10**9,
+                                   breaker_cooldown_ns=5 * 10**9)
+    gw.core.apply(AddSymbol(spec))
+
+    def status() -> str:
+        info = client.get(API + "/exchangeInfo", params={"symbol": "BRKUSDT"}).json()
+        return str(info["symbols"][0]["status"])
+
+    def limit(side: str, price: str) -> dict[str, str]:
+        return {"symbol": "BRKUSDT", "side": side, "type": "LIMIT", "timeInForce": "GTC",
+                "quantity": "0.1", "price": price}
+
+    alice.ccxt("POST", API + "/order", limit("SELL", "100.00"))
+    bob.ccxt("POST", API + "/order", limit("BUY", "100.00"))  # the reference trade
+    alice.ccxt("POST", API + "/order", limit("SELL", "110.00"))
+    bob.ccxt("POST", API + "/order", limit("BUY", "110.00"))  # +10 %: trips the breaker
+    assert status() == "HALT"
+    assert alice.ccxt("POST", API + "/order/test", limit("SELL", "111.00")).json()[
+        "code"] == -2010
+    gw.clock.advance(5_001)
+    assert status() == "TRADING"
+    assert alice.ccxt("POST", API + "/order/test", limit("SELL", "111.00")).json() == {}
+    assert gw.core.status["BRKUSDT"].name == "HALTED"  # the core itself: until an order
+    alice.ccxt("POST", API + "/order", limit("SELL", "111.00"))
+    assert gw.core.status["BRKUSDT"].name == "TRADING" and status() == "TRADING"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import secrets
 from typing import Any
 
@@ -30,6 +31,8 @@ from chainbook.chain.withdrawals import (
 from chainbook.domain.units import UnitError, amount_units
 from chainbook.service.admin import TOKEN_HEADER
 from chainbook.service.core import CoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, msg: str, code: int | None = None) -> JSONResponse:
@@ -114,8 +117,14 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
             return _error(503, f"Execution status unknown: withdrawal {row.id} is recorded "
                                "and its hold is applied at the next start; check its "
                                "state.", -1006)
-        state = await asyncio.to_thread(record_hold, svc.store, row.id, result,
-                                        ctx.clock_ms())
+        try:
+            state = await asyncio.to_thread(record_hold, svc.store, row.id, result,
+                                            ctx.clock_ms())
+        except Exception:  # noqa: BLE001 - held in the core, outcome not recorded yet
+            log.exception("withdrawal %s: recording the hold failed", row.id)
+            return _error(503, f"Execution status unknown: withdrawal {row.id} is held; "
+                               "the processor records it shortly; check its state.",
+                          -1006)
         return JSONResponse({"id": row.id, "state": state,
                              "reason": None if state == "HELD" else result},
                             status_code=200 if state == "HELD" else 400)

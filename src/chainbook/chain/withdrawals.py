@@ -20,7 +20,9 @@ again short of a reorg that deep), or its chain is gone (a new embedded chain). 
 reverted transaction is refunded only once its receipt is N blocks deep (a reorg could
 still re-include it successfully before that).
 Core commands are idempotent by the withdrawal id, so a crash between a core command
-and the state change repeats the command harmlessly.
+and the state change repeats the command harmlessly; a REQUESTED row is taken over by the
+processor after a restart or ``REQUEST_GRACE_MS`` (a request handler that could not
+record the hold's outcome), so no hold stays unrecorded.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ from chainbook.domain.enums import Reject
 log = logging.getLogger(__name__)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DONE = (OK, Reject.DUPLICATE_EXTERNAL_ID.name, Reject.WITHDRAWAL_NOT_PENDING.name)
+# A REQUESTED row older than this whose request handler never recorded the hold (its
+# store write failed, or it died) gets the (idempotent) hold from the processor.
+REQUEST_GRACE_MS = 30_000
 
 
 def wall_ms() -> int:
@@ -193,7 +198,10 @@ class WithdrawalProcessor:
     def _advance(self, row: WithdrawalRow, head: int) -> None:
         st = row.state
         if st == "REQUESTED":
-            if row.apply_ms < self.started_ms:  # a request interrupted by a restart
+            if row.apply_ms < self.started_ms or \
+                    self.clock_ms() - row.apply_ms > REQUEST_GRACE_MS:
+                # a request interrupted by a restart, or whose handler failed to record
+                # the hold's outcome: apply it (again: idempotent by the id) and record it
                 self.held(row.id, outcome(self.submit(self.hold_command(row))))
         elif st == "HELD" and not self._unsent:
             self._sign(row)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from chainbook.gateway import errors
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.endpoint import NONE, SIGNED, Call, endpoint, error_response
 
+log = logging.getLogger(__name__)
 SAPI = "/sapi/v1/capital"
 _W_STATUS = {"REQUESTED": 4, "HELD": 4, "SIGNED": 4, "SENT": 4, "CONFIRMED": 4,
              "COMPLETED": 6, "FAILED": 4, "REFUNDED": 5, "REJECTED": 3}
@@ -139,7 +141,15 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
             # "try again", which would make a second withdrawal
             raise errors.status_unknown() from None
         result = outcome(list(applied.events))
-        held = await asyncio.to_thread(record_hold, svc.store, row.id, result, ctx.clock_ms())
+        try:
+            held = await asyncio.to_thread(record_hold, svc.store, row.id, result,
+                                           ctx.clock_ms())
+        except Exception:
+            # the core holds the funds but the store did not take the outcome: the
+            # processor records it after REQUEST_GRACE_MS and pays (or the start does):
+            # "status unknown", never a generic error that invites a second request
+            log.exception("withdrawal %s: recording the hold failed", row.id)
+            raise errors.status_unknown() from None
         if held != "HELD":
             if result == Reject.INSUFFICIENT_BALANCE.name:
                 raise errors.ApiError(400, -4026, "User has insufficient balance.")

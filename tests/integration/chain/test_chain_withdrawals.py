@@ -9,7 +9,7 @@ from eth_account import Account
 from fundsrig import Rig
 
 from chainbook.chain.anvil import Anvil
-from chainbook.chain.withdrawals import WithdrawalError
+from chainbook.chain.withdrawals import REQUEST_GRACE_MS, WithdrawalError
 
 N = 2
 ACCT = 11
@@ -198,3 +198,20 @@ def test_a_native_withdrawal_the_operator_cannot_pay_is_refunded_and_blocks_no_o
     assert rig.store.withdrawal(small.id).state == "COMPLETED"  # type: ignore[union-attr]
     assert rig.frozen(ACCT, "ETH") == 0 and rig.frozen(ACCT, "USDT") == 0
     assert rig.client.token_balance(rig.usdt, DEST) == 5 * 10**6
+
+
+def test_a_request_whose_hold_was_never_recorded_is_taken_over_after_the_grace(
+        rig: Rig) -> None:
+    """A request handler that inserted the row but could not record the hold (its store
+    write failed, it died): the processor applies the idempotent hold itself once the
+    row is REQUEST_GRACE_MS old, instead of leaving it REQUESTED until a restart."""
+    p = rig.processor()
+    row = p.prepare(ACCT, "USDT", 4 * 10**8, DEST)  # inserted; no hold applied
+    p.step()
+    assert rig.store.withdrawal(row.id).state == "REQUESTED"  # type: ignore[union-attr]
+    assert rig.frozen(ACCT, "USDT") == 0  # fresh: its handler may still be at work
+    now = p.clock_ms()
+    p.clock_ms = lambda: now + REQUEST_GRACE_MS + 1
+    _run(rig, p)
+    assert rig.store.withdrawal(row.id).state == "COMPLETED"  # type: ignore[union-attr]
+    assert rig.available(ACCT, "USDT") == 96 * 10**8 and rig.frozen(ACCT, "USDT") == 0

@@ -205,6 +205,7 @@ class LedgerProcess:
         self.restarts = 0
         self.spawns = 0
         self.durable_seq = durable_seq  # the core's durable seq, for the lag alert
+        self._rewound: int | None = None  # the logs' end when the ledger was found ahead
         self.lag_alert_s = lag_alert_s
         self.alerts = 0
         self.lagging = False
@@ -266,8 +267,21 @@ class LedgerProcess:
 
     def _poll_seq(self) -> None:
         seq = self.reader.read()
-        if seq is not None:
-            self.applied_seq = seq
+        if seq is None:
+            return
+        if self._rewound is None and self.durable_seq is not None:
+            durable = self.durable_seq()
+            if seq > durable:
+                # the logs were cut below what the ledger applied (--accept-data-loss):
+                # it refuses to go on (JournalRewound) and its last_seq names commands
+                # that are gone; the new ones reusing those seqs are not settled
+                self._rewound = durable
+                log.error("the ledger applied up to seq %d but the logs end at %d (cut "
+                          "with --accept-data-loss): nothing after %d counts as settled "
+                          "until the ledger is rebuilt", seq, durable, durable)
+        if self._rewound is not None:
+            seq = min(seq, self._rewound)
+        self.applied_seq = seq
 
     def _watch_lag(self, now: float) -> None:
         """The lag alert (module docstring): ``_lag_mark`` is the first moment the ledger

@@ -74,6 +74,33 @@ def test_sqlite_reader_follows_the_ledger_file(tmp_path: Path) -> None:
         reader.close()
 
 
+def test_a_ledger_ahead_of_the_logs_settles_nothing_new(tmp_path: Path) -> None:
+    """After --accept-data-loss cut the logs below what the ledger applied, the ledger
+    refuses to go on and its last_seq names commands that are gone: serve's settled seq
+    stays at the logs' end, so new orders reusing those seqs never show SETTLED."""
+    path = tmp_path / "ledger.sqlite"
+    store = LedgerStore(f"sqlite:///{path}")
+    durable = [30]
+    lp = LedgerProcess(f"sqlite:///{path}", tmp_path, durable_seq=lambda: durable[0])
+    try:
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE ledger_state SET last_seq = 49")
+        lp._poll_seq()
+        assert lp.applied_seq == 30  # not 49: seqs 31..49 are new commands now
+        durable[0] = 60
+        lp._poll_seq()
+        assert lp.applied_seq == 30  # still refusing: nothing after the cut is settled
+        healthy = LedgerProcess(f"sqlite:///{path}", tmp_path, durable_seq=lambda: 70)
+        try:
+            healthy._poll_seq()
+            assert healthy.applied_seq == 49  # behind the logs: the ledger's own seq
+        finally:
+            healthy.reader.close()
+    finally:
+        lp.reader.close()
+        store.close()
+
+
 def test_reader_choice_and_urls(tmp_path: Path) -> None:
     assert ledger_url("", tmp_path) == default_url(tmp_path)
     assert isinstance(seq_reader(default_url(tmp_path)), SqliteSeqReader)

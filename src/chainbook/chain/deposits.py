@@ -103,6 +103,11 @@ class DepositWatcher:
         client.check_chain_id()
         self.chain = client.chain_key()
         reset = client.embedded if reset_on_new_chain is None else reset_on_new_chain
+        previous = store.meta("chain")
+        if reset and previous is not None and previous != self.chain:
+            # before the old chain's PENDING rows are dropped: those N deep were due (and
+            # may already be credited, the process having died before it recorded so)
+            self._credit_rows(previous, store.last_height())
         if store.bind_chain(self.chain, reset=reset) is not None:
             log.warning("deposit watcher: new chain %s; pending deposits of the old one "
                         "dropped", self.chain)
@@ -115,9 +120,9 @@ class DepositWatcher:
         if last < 0:
             first = start_block if start_block is not None else (
                 0 if client.embedded else client.head())
-            store.restart_at(first - 1)
+            store.restart_at(self.chain, first - 1)
         else:
-            store.restart_at(max(-1, last - margin))
+            store.restart_at(self.chain, max(-1, last - margin))
         self.head = max(store.last_height(), 0)
 
     # --- the loop ----------------------------------------------------------------------
@@ -243,8 +248,12 @@ class DepositWatcher:
                 "seen_ms": self.clock_ms()}
 
     def _credit(self, last: int) -> int:
+        return self._credit_rows(self.chain, last)
+
+    def _credit_rows(self, chain: str, last: int) -> int:
+        """Credit the PENDING deposits of ``chain`` at least N deep below ``last``."""
         n = 0
-        for row in self.store.deposits_pending(self.chain):
+        for row in self.store.deposits_pending(chain):
             if last - row.block_number + 1 < self.confirmations:
                 continue
             if self.store.block_hash(row.block_number) not in (None, row.block_hash):

@@ -267,14 +267,16 @@ class FundStore(SqliteStore):
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_height', ?)", (str(fork),))
         return dropped, credited
 
-    def restart_at(self, height: int) -> None:
-        """Rescan from ``height + 1`` (restart margin).  The deposits not yet credited
-        above it are forgotten with their blocks: the rescan records again those still
-        on the chain, and a reorg while the watcher was stopped (which the rescan cannot
-        see: it starts on a canonical block) cannot leave one behind to be credited."""
+    def restart_at(self, chain: str, height: int) -> None:
+        """Rescan ``chain`` from ``height + 1`` (restart margin).  Its deposits not yet
+        credited above it are forgotten with their blocks: the rescan records again those
+        still on the chain, and a reorg while the watcher was stopped (which the rescan
+        cannot see: it starts on a canonical block) cannot leave one behind to be
+        credited.  Rows of other (gone) chains stay: DUST and REJECTED ones are history
+        no rescan brings back."""
         with self.tx() as db:
-            db.execute("DELETE FROM deposits WHERE block_number > ? AND state != ?",
-                       (height, CREDITED))
+            db.execute("DELETE FROM deposits WHERE chain = ? AND block_number > ? "
+                       "AND state != ?", (chain, height, CREDITED))
             db.execute("DELETE FROM blocks WHERE number > ?", (height,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_height', ?)", (str(height),))
 
@@ -296,6 +298,11 @@ class FundStore(SqliteStore):
             return None if row is None else str(row[0])
 
     # --- deposits ----------------------------------------------------------------------
+
+    def credited_from(self, chain: str, tx_hash: bytes) -> bool:
+        """True if a deposit made by transaction ``tx_hash`` on ``chain`` was credited."""
+        return bool(self._all("SELECT 1 FROM deposits WHERE chain = ? AND tx_hash = ? "
+                              "AND state = ? LIMIT 1", (chain, tx_hash, CREDITED)))
 
     def deposits_pending(self, chain: str) -> list[DepositRow]:
         return [_deposit(r) for r in self._all(

@@ -313,11 +313,20 @@ class WithdrawalProcessor:
 
     def _bury_dead_chain(self) -> None:
         """Transactions signed for a chain that is gone (a new embedded chain) can never
-        be mined: refund them.  Confirmed ones were paid on that chain: complete them."""
+        be mined: refund them.  Confirmed ones were paid on that chain: complete them;
+        so are those whose payment the deposit watcher credited (sent to one of our
+        deposit addresses): refunding those too would create the amount twice."""
         for row in self.store.withdrawals(states=("SIGNED", "SENT")):
             if row.chain is not None and row.chain != self.chain:
                 if not self.client.embedded:
                     raise ValueError(f"withdrawal {row.id} was sent on chain {row.chain}, "
                                      f"this node is {self.chain}")
+                if row.tx_hash is not None and self.store.credited_from(row.chain,
+                                                                        row.tx_hash):
+                    self.store.set_withdrawal(
+                        row.id, "CONFIRMED", self.clock_ms(),
+                        note=f"paid on chain {row.chain} (gone), credited there as a "
+                             "deposit")
+                    continue
                 self.store.set_withdrawal(row.id, "FAILED", self.clock_ms(),
                                           note=f"chain {row.chain} is gone")

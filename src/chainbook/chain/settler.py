@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from chainbook.chain.batches import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_TRADES, Batch, Batcher
 from chainbook.chain.client import ChainClient, NonceUsed, SignedTx, WouldRevert
 from chainbook.chain.merkle import TradeLeaf
-from chainbook.chain.proofs import TradeProof, Verification, build_proof, verify_trade
+from chainbook.chain.proofs import (
+    TradeProof,
+    TreeCache,
+    Verification,
+    build_proof,
+    verify_trade,
+)
 from chainbook.chain.store import PREPARED, SUBMITTED, BatchRow, ChainStore
 from chainbook.domain.events import Trade
 
@@ -60,6 +66,7 @@ class ChainSettler:
             raise ValueError("the client has no Settlement contract")
         self.client = client
         self.store = store
+        self._trees = TreeCache()  # the proof endpoint's trees, by batch
         self.confirmations = client.confirmations if confirmations is None else confirmations
         if self.confirmations < 1:
             raise ValueError("confirmations must be at least 1")
@@ -243,7 +250,7 @@ class ChainSettler:
 
     def proof(self, trade_id: int) -> TradeProof | None:
         """The Merkle proof of a batched trade (None if not in a batch yet)."""
-        return build_proof(self.store, trade_id)
+        return build_proof(self.store, trade_id, self._trees)
 
     def trade_state(self, trade_id: int) -> str:
         """PENDING (not batched yet), PREPARED (batched, not anchored) or ANCHORED."""

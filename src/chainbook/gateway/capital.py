@@ -39,6 +39,7 @@ _W_STATUS = {"REQUESTED": 4, "HELD": 4, "SIGNED": 4, "SENT": 4, "CONFIRMED": 4,
              "COMPLETED": 6, "FAILED": 4, "REFUNDED": 5, "REJECTED": 3}
 _D_STATUS = {"PENDING": 0, "CREDITED": 1, "DUST": 7, "REJECTED": 7}
 LIST_MAX = 1000
+MAX_INT = 2**63 - 1
 
 
 def _no_coin(coin: str) -> errors.ApiError:
@@ -52,7 +53,11 @@ def _int(params: dict[str, str], name: str, default: int | None = None) -> int |
         return default
     if not (v.isascii() and v.isdigit()) or len(v) > 19:  # int() reads any Unicode digit
         raise errors.illegal_chars(name, "^[0-9]{1,19}$")
-    return int(v)
+    value = int(v)
+    if value > MAX_INT:  # 19 digits reach past what SQLite (and Binance) take
+        raise errors.ApiError(400, -1100, f"Illegal characters found in parameter "
+                                          f"'{name}'; legal range is '0..{MAX_INT}'.")
+    return value
 
 
 def _page(rows: list[Any], params: dict[str, str], when: Callable[[Any], int]) -> list[Any]:
@@ -183,16 +188,20 @@ def capital_routes(ctx: GatewayContext, svc: Any) -> list[BaseRoute]:
             raise errors.mandatory("tradeId")
         if svc.settler is None:
             raise errors.ApiError(503, -1001, "The chain is not connected yet.")
-        p = svc.settler.proof(trade_id)
+        settler = svc.settler
+        # off the event loop: the store's lock is shared with the chain worker, and a
+        # batch's first proof builds its tree (cached after that, chain/proofs.py)
+        p, state = await asyncio.to_thread(
+            lambda: (settler.proof(trade_id), settler.trade_state(trade_id)))
         if p is None:
             raise errors.ApiError(404, -2013, f"Trade {trade_id} is in no batch yet.")
-        return {**p.to_json(), "state": svc.settler.trade_state(trade_id)}
+        return {**p.to_json(), "state": state}
 
     table = (("GET", f"{SAPI}/deposit/address", deposit_address, 10, SIGNED, "read"),
              ("GET", f"{SAPI}/deposit/hisrec", deposit_history, 1, SIGNED, "read"),
              ("POST", f"{SAPI}/withdraw/apply", withdraw_apply, 900, SIGNED, "withdraw"),
              ("GET", f"{SAPI}/withdraw/history", withdraw_history, 18, SIGNED, "read"),
-             ("GET", "/api/v1/chain/proof", proof, 1, NONE, "read"))
+             ("GET", "/api/v1/chain/proof", proof, 10, NONE, "read"))
     routes: list[BaseRoute] = []
     for method, path, fn, weight, security, perm in table:
         run = endpoint(ctx, fn, weight=weight, security=security, perm=perm)

@@ -109,7 +109,8 @@ def test_a_trade_proof_is_served_once_anchored(srv: Server) -> None:
     p = _until(poll, "the trade's batch to be anchored", 30)
     assert p["tradeId"] == int(trade_id) and p["root"].startswith("0x")
     assert p["trade"]["symbol"] == "BTCUSDT"
-    for odd in ("\u00b2", "\u0661"):  # Unicode digits (int() reads the second as 1)
+    # Unicode digits (int() reads the second as 1); 19 digits past 2**63-1 (was a 500)
+    for odd in ("\u00b2", "\u0661", "9223372036854775808", "9" * 19):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{srv.base}/api/v1/chain/proof?tradeId="
                                    f"{urllib.parse.quote(odd)}", timeout=10)

@@ -9,7 +9,7 @@ import pytest
 
 from chainbook.chain.batches import Batch
 from chainbook.chain.merkle import TradeLeaf, verify
-from chainbook.chain.proofs import TradeProof, build_proof
+from chainbook.chain.proofs import TradeProof, TreeCache, build_proof
 from chainbook.chain.store import (
     ANCHORED,
     CONFIRMED,
@@ -83,3 +83,23 @@ def test_proofs_from_the_store_verify_and_round_trip_json(store):
     bad["root"] = "0x12"
     with pytest.raises(ValueError):
         TradeProof.from_json(bad)
+
+
+def test_proofs_through_the_tree_cache_build_each_batch_once(store, monkeypatch):
+    """The public proof endpoint: a batch's tree is built at its first proof and reused
+    (a 1,000-trade tree is ~37 ms of hashing per request otherwise); the proofs are
+    the same as built from scratch, and the cache keeps at most ``size`` trees."""
+    store.prepare(batch(1, 1, 5), now_ms=0)
+    store.prepare(batch(2, 6, 3), now_ms=0)
+    trees = TreeCache(size=1)
+    reads: list[int] = []
+    real = store.batch_packed
+    monkeypatch.setattr(store, "batch_packed", lambda b: reads.append(b) or real(b))
+    for trade_id in (1, 2, 5, 1):
+        assert build_proof(store, trade_id, trees) == build_proof(store, trade_id)
+    assert reads.count(1) == 4 + 1  # four uncached proofs, one build for the cache
+    reads.clear()
+    build_proof(store, 7, trees)  # batch 2 evicts batch 1 (size 1)
+    build_proof(store, 2, trees)
+    assert reads == [2, 1]
+    assert build_proof(store, 99, trees) is None

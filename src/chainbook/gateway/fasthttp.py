@@ -147,11 +147,98 @@ def _nothing() -> None:
     return None
 
 
-def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol answering ``table``'s requests in place."""
+# Bounds on what a client may make the server hold (docs/serve.md, "HTTP limits"):
+# uvicorn's protocol buffers a request line and headers without limit (and the URL by
+# repeated concatenation), and waits for them and for a body without a deadline.
+MAX_HEAD = 64 * 1024  # bytes of request line + headers (the parameters: 16 KiB at most)
+HEAD_TIMEOUT_S = 30.0  # from a request's first byte to the end of its headers
+BODY_TIMEOUT_S = 30.0  # from the end of its headers to the end of its body
+_TOO_LONG = (b'{"code":-1101,"msg":"Request line and headers are longer than '
+             + str(MAX_HEAD).encode() + b' bytes."}')
+_TIMED_OUT = b'{"code":-1007,"msg":"Timeout waiting for the request to be sent."}'
 
-    class RestProtocol(HttpToolsProtocol):
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``MAX_HEAD`` and the two deadlines: past any of
+    them the client gets a JSON error (431 -1101 or 408 -1007) and the connection is
+    closed, before the bytes pile up or the connection is held for ever."""
+
+    _in_head = True  # reading a request line and headers (or waiting for one)
+    _head_bytes = 0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse(431, _TOO_LONG)
+                return
+            if self._deadline is None:
+                self._arm(HEAD_TIMEOUT_S)
+        super().data_received(data)
+
+    def _arm(self, seconds: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        self._refuse(408, _TIMED_OUT)
+
+    def _refuse(self, status: int, body: bytes) -> None:
+        self._disarm()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        out = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        out += (_JSON, b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n",
+                body)
+        transport.write(b"".join(out))
+        transport.close()
+
+    def head_done(self) -> None:
+        """The headers are complete: the body's deadline starts (not for an upgrade:
+        the WebSocket protocol takes the connection over)."""
+        self._in_head = False
+        self._head_bytes = 0
+        if self.parser.should_upgrade():
+            self._disarm()
+        else:
+            self._arm(BODY_TIMEOUT_S)
+
+    def message_done(self) -> None:
+        """The body is complete: no deadline until the next request's first byte."""
+        self._disarm()
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self.head_done()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.message_done()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol (``GuardedProtocol``) answering ``table``'s requests
+    in place."""
+
+    class RestProtocol(GuardedProtocol):
         def on_headers_complete(self) -> None:
+            self.head_done()
             parser = self.parser
             url = self.url
             q = url.find(b"?")
@@ -161,7 +248,7 @@ def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
             if (endpoint is None or self.expect_100_continue or self.root_path
                     or self.limit_concurrency is not None or self.config.proxy_headers
                     or b"#" in url or parser.should_upgrade()):
-                super().on_headers_complete()
+                HttpToolsProtocol.on_headers_complete(self)  # head_done() ran above
                 return
             api_key = None
             for name, value in self.headers:
@@ -191,6 +278,7 @@ def fast_protocol(table: FastTable) -> type[HttpToolsProtocol]:
         def on_message_complete(self) -> None:
             cycle = self.cycle
             if type(cycle) is _RestCycle:
+                self.message_done()
                 if not cycle.response_complete:
                     cycle.more_body = False
                     cycle.message_event.set()

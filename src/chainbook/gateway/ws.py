@@ -46,6 +46,10 @@ CLOSE_TIMEOUT = 5.0  # s to wait for a close frame to go out (a slow client may 
 REQUEST_BURST = 50
 REQUEST_RATE = 10.0  # per second
 POLICY = 1008  # close code: policy violation
+# Largest WebSocket frame read (uvicorn's ws_max_size; beyond: closed with 1009).  Twice
+# the longest request parsed, so a request up to 128 KiB gets the "message too long"
+# error reply rather than a close.
+WS_MAX_SIZE = 2 * MAX_FRAME
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
              "1d", "3d", "1w", "1M")
 _KIND = re.compile(

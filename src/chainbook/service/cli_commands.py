@@ -98,8 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainbook.app import build_app
-    from chainbook.gateway.fasthttp import fast_protocol
+    from chainbook.gateway.fasthttp import GuardedProtocol, fast_protocol
     from chainbook.gateway.rest import direct_rest, fast_table
+    from chainbook.gateway.ws import WS_MAX_SIZE
     from chainbook.gateway.wsdirect import expose_raw_send
     from chainbook.service.config import ConfigError, load_config, parse_hostport
     from chainbook.service.gcstats import GC_STATS_ENV
@@ -131,14 +132,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # frames straight to the sockets (gateway/wsdirect.py); direct_rest calls the REST
     # endpoints past Starlette's middleware and router (gateway/rest.py), and the
     # httptools protocol answers the REST endpoints without ASGI at all (gateway/fasthttp.py).
+    # Request line + headers, and the wait for them and for a body, are bounded
+    # (fasthttp.GuardedProtocol); a WebSocket frame is at most WS_MAX_SIZE (uvicorn's
+    # default of 16 MiB let one connection hold that much while it sent a frame).
     # X-Forwarded-For is believed only from [server] trusted_proxies (uvicorn would trust
     # it from 127.0.0.1, letting a local client choose the address its rate limit uses).
     uv_config = uvicorn.Config(
         expose_raw_send(direct_rest(app, app.routes)), host=config.host, port=config.port,
         log_level="warning",
-        http=(fast_protocol(fast_table(app.routes)) if config.http == "fast" else "httptools"),
+        http=(fast_protocol(fast_table(app.routes)) if config.http == "fast"
+              else GuardedProtocol),
         loop="uvloop", ws="websockets-sansio",
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=False, ws_max_size=WS_MAX_SIZE,
         lifespan="on", timeout_graceful_shutdown=5,
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=",".join(config.trusted_proxies) or None)

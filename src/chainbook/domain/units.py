@@ -69,14 +69,15 @@ def parse_decimal(text: str) -> Decimal:
     """Parse a plain non-negative decimal string; raise UnitError("format") otherwise."""
     if not isinstance(text, str) or not text or len(text) > _MAX_LEN:
         raise UnitError("format", f"not a decimal number: {text!r}")
-    body = text[1:] if text[0] == "+" else text
-    whole, _, frac = body.partition(".")
+    # Binance's number format, ^([0-9]{1,20})(\.[0-9]{1,20})?$: no sign, digits on
+    # both sides of a point ("1." and ".5" are refused, as Binance refuses them)
+    whole, point, frac = text.partition(".")
     digits = whole + frac
-    if (not digits or not digits.isascii() or not digits.isdigit()
+    if (not whole or (point and not frac) or not digits.isascii() or not digits.isdigit()
             or len(whole) > MAX_DIGITS or len(frac) > MAX_DIGITS):
         raise UnitError("format", f"not a decimal number: {text!r}")
     try:
-        return Decimal(body)
+        return Decimal(text)
     except InvalidOperation:  # pragma: no cover - excluded by the character check
         raise UnitError("format", f"not a decimal number: {text!r}") from None
 

@@ -46,6 +46,7 @@ def test_lots_and_amounts_are_exact_too() -> None:
     "49000.009999999999999999999999999",  # more than 20 decimals
     "1" * 21,  # more than 20 integer digits
     "", ".", "1e5", "-1", "1,5", "\u0661", " 1", "nan",
+    "1.", ".5", "+1", "1.2.3",  # Binance: ^([0-9]{1,20})(\.[0-9]{1,20})?$
 ])
 def test_beyond_binance_number_format_is_a_format_error(text: str) -> None:
     with pytest.raises(UnitError) as err:

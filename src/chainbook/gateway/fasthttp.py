@@ -204,6 +204,11 @@ class GuardedProtocol(HttpToolsProtocol):
         transport.write(b"".join(out))
         transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (a bad request line, a duplicate Content-Length, a
+        bad chunk size ...): Binance's JSON error shape, not uvicorn's plain text."""
+        self._refuse(400, b'{"code":-1100,"msg":"Invalid HTTP request received."}')
+
     def head_done(self) -> None:
         """The headers are complete: the body's deadline starts (not for an upgrade:
         the WebSocket protocol takes the connection over)."""

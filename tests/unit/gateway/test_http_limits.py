@@ -126,3 +126,15 @@ def test_websockets_outlive_the_deadlines_and_frames_are_bounded(
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /api/v3/ping HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+    b"FROB /api/v3/ping HTTP/1.1\r\n\r\n",
+    b"GET /api/v3/p\xffng HTTP/1.1\r\n\r\n",
+])
+def test_what_the_http_parser_refuses_gets_a_binance_error(port: int, raw: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(raw)
+        status, body, after = _reply(s)
+    assert (status, body["code"], after) == (400, -1100, b"")

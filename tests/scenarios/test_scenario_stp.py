@@ -174,3 +174,26 @@ def test_market_by_qty_expire_both_expires_own_maker(ex):
     assert [(e.order_id == own, e.reason) for e in ex.of(ev, OrderExpired)] == [
         (True, ExpireReason.STP), (False, ExpireReason.STP)]
     assert ex.open_ids() == []
+
+
+def test_market_by_quote_expire_maker_expires_own_makers_it_reaches(ex):
+    """EXPIRE_MAKER: a quote-amount market order meets (and expires) the own resting
+    orders its amount reaches, as the same order by quantity does, also when nothing
+    else is in reach (it was accepted for 0 lots and left them resting) and when they
+    sit behind its fills (found by review)."""
+    own = ex.rest(1, SELL, 1000, 2)
+    ev = ex.market(1, BUY, quote_qty=3003, stp=Stp.EXPIRE_MAKER)
+    assert not ex.of(ev, Trade)
+    assert [(e.order_id, e.reason) for e in ex.of(ev, OrderExpired)][0] == (
+        own, ExpireReason.STP)
+    assert own not in ex.open_ids() and ex.frozen(1, "USDT") == 0
+    other = ex.rest(2, SELL, 1000, 1)
+    own2 = ex.rest(1, SELL, 1001, 1)
+    far = ex.rest(2, SELL, 1005, 5)  # the 1003 left after the fill cannot reach 1005
+    ev = ex.market(1, BUY, quote_qty=2003, stp=Stp.EXPIRE_MAKER)
+    assert [(t.maker_order_id, t.qty) for t in ex.of(ev, Trade)] == [(other, 1)]
+    assert own2 in {e.order_id for e in ex.of(ev, OrderExpired)}
+    assert own2 not in ex.open_ids() and far in ex.open_ids()
+    poor = ex.rest(1, SELL, 1001, 1)
+    ev = ex.market(1, BUY, quote_qty=1000, stp=Stp.EXPIRE_MAKER)  # cannot reach 1001
+    assert poor in ex.open_ids() and not ex.of(ev, Trade)

@@ -262,6 +262,7 @@ class Engine:
         qty = cmd.qty
         stp: int = sym.default_stp if cmd.stp == _STP_DEFAULT else cmd.stp
         price: int
+        spent = 0  # a quote-amount MARKET order: the notional its fills will cost
         if kind == _MARKET:
             bad = self._check_market(sym, cmd)
             if bad is not None:
@@ -269,6 +270,7 @@ class Engine:
             limit = 0  # unused: a MARKET order has no price limit
             fill_qty, cost, cut = self._prepass(sym, side, account, stp, None, qty,
                                                 cmd.quote_qty, ts)
+            spent = cost
             if side == BUY:
                 asset = sym.quote
                 need = cost + cost * sym.taker_bps // BPS
@@ -346,6 +348,8 @@ class Engine:
                 return None
         if kind == _MARKET:
             stopped = self._match(sym, order, limit, ts, ev)
+            if stopped is None and stp == _EXP_MAKER and cmd.quote_qty is not None:
+                self._expire_own_in_reach(sym, order, cmd.quote_qty - spent, ev)
         else:
             best = sym.book.best_price(1 - side)
             if best is not None and (price >= best if side == BUY else price <= best):
@@ -424,6 +428,21 @@ class Engine:
             if filled == want or short:
                 break  # a SELL must not go on to lower bids: _match takes the best first
         return filled, cost, None
+
+    def _expire_own_in_reach(self, sym: SymbolState, taker: Order, budget: int,
+                             ev: list[Event]) -> None:
+        """A quote-amount MARKET order under EXPIRE_MAKER, after its fills: the own
+        resting orders at the head of the book that ``budget`` (its amount left) still
+        reaches are expired, as a taker that walked on would have met them (the
+        prepass skipped them, so its lots never reached them).  O(orders expired)."""
+        book = sym.book
+        opp = 1 - taker.side
+        k = sym.quote_per_tick_lot
+        while True:
+            maker = book.head(opp)
+            if maker is None or maker.account != taker.account or budget < maker.price * k:
+                return
+            self._expire_resting(sym, maker, _EXPIRE_STP, ev)
 
     # --- matching ------------------------------------------------------------------
 

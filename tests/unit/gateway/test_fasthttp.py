@@ -1,7 +1,8 @@
 """The REST protocol (gateway/fasthttp.py) answers like uvicorn + Starlette, on real sockets.
 
 Two twin gateways (same keys, same state) are served by real uvicorn servers on loopback:
-one with uvicorn's httptools protocol and the Starlette app, one with ``fast_protocol``.
+one with uvicorn's httptools protocol (guarded, as serve's ``http = "uvicorn"``) and the
+Starlette app, one with ``fast_protocol``.
 The same requests (from an HTTP client, and as raw bytes: pipelined, split bodies, an
 oversized body, ``Connection: close``, HTTP/1.0) must get the same status, headers and
 body from both; only the Date header differs.
@@ -28,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chainbook.gateway import fasthttp
 from chainbook.gateway.endpoint import Endpoint
-from chainbook.gateway.fasthttp import fast_protocol
+from chainbook.gateway.fasthttp import GuardedProtocol, fast_protocol
 from chainbook.gateway.rest import direct_rest, fast_table
 
 
@@ -69,7 +70,7 @@ def _pair(tmp: Path) -> tuple[Gateway, Gateway]:
 def _servers(tmp: Path) -> Iterator[tuple[Gateway, int, Gateway, int]]:
     plain, fast = _pair(tmp)
     try:
-        with _serving(direct_rest(plain.app, plain.app.routes), "httptools") as p1, \
+        with _serving(direct_rest(plain.app, plain.app.routes), GuardedProtocol) as p1, \
                 _serving(fast.app, fast_protocol(fast_table(fast.app.routes))) as p2:
             yield plain, p1, fast, p2
     finally:

@@ -93,6 +93,7 @@ def test_slow_headers_and_bodies_time_out_idle_keep_alive_does_not(
         port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fasthttp, "HEAD_TIMEOUT_S", 0.3)
     monkeypatch.setattr(fasthttp, "BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(fasthttp, "SWEEP_S", 0.05)
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET /api/v3/ping HTTP/1.1\r\nhost: x\r\n")  # and nothing more
         status, body, after = _reply(s)
@@ -113,6 +114,7 @@ def test_websockets_outlive_the_deadlines_and_frames_are_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fasthttp, "HEAD_TIMEOUT_S", 0.3)
     monkeypatch.setattr(fasthttp, "BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(fasthttp, "SWEEP_S", 0.05)
     world = World(tmp_path)
     try:
         with _serving(world.app, GuardedProtocol, ws_max_size=WS_MAX_SIZE) as p:

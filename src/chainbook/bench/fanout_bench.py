@@ -70,7 +70,7 @@ from typing import Any
 
 import httpx
 
-from chainbook.bench.host import host_share, host_times
+from chainbook.bench.host import host_share, host_times, python_loop_ms
 from chainbook.bench.rest_bench import (
     LiveServer,
     cpu_seconds,
@@ -495,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.subscribers < 1 or args.procs < 1 or args.trades < 1 or args.rate <= 0:
         ap.error("--subscribers, --procs, --trades and --rate must be positive")
+    loop_ms = python_loop_ms()  # before the server starts: the machine's own speed
     with tempfile.TemporaryDirectory(prefix="chainbook-fanout-") as tmp:
         counters = os.path.join(tmp, "hub.json")
         srv = start_server(args.fsync, args.data, args.server_profile,
@@ -512,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"bench": "fanout", "subscribers": args.subscribers, "procs": args.procs,
                       "client": args.client,
                       "rate_per_s": args.rate, "fsync": args.fsync, "cpus": os.cpu_count(),
-                      **result, "server_exit": status}))
+                      "host_python_loop_ms": loop_ms, **result, "server_exit": status}))
     return 0
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainbook.bench.host import host_share, host_times
+from chainbook.bench.host import host_share, host_times, python_loop_ms
 from chainbook.service.config import DEFAULT_TOML
 from chainbook.service.gcstats import GC_STATS_ENV
 from chainbook.service.spawn import spawn_serve, stop_process
@@ -416,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.seconds <= MAX_SECONDS:
         ap.error(f"--seconds must be in (0, {MAX_SECONDS}]")
     per_client = max(2, int(args.rate * args.seconds / args.clients) // 2 * 2)
+    loop_ms = python_loop_ms()  # before the server starts: the machine's own speed
     with tempfile.TemporaryDirectory(prefix="chainbook-gc-") as gc_dir:
         gc_file = Path(gc_dir) / "gc.json"
         srv = start_server(args.fsync, args.data, args.server_profile,
@@ -434,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "clients": args.clients,
                       "target_per_s": args.rate,
                       "seconds": args.seconds, "fsync": args.fsync, "seed": args.seed,
-                      "cpus": os.cpu_count(), **result, "server_exit": status}))
+                      "cpus": os.cpu_count(), "host_python_loop_ms": loop_ms, **result,
+                      "server_exit": status}))
     return 0
 
 

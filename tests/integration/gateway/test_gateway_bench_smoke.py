@@ -25,6 +25,7 @@ def test_rest_bench_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["client"] == "raw" and out["from_due_ms"]["n"] == 200
     # what the machine did in the run's window: shares of all CPU time, the server busy
     assert 0 <= out["host_steal_pct"] <= 100 and 0 < out["host_busy_pct"] <= 100
+    assert out["host_python_loop_ms"] > 0  # the machine's speed, measured before the run
 
 
 def test_rest_bench_tiny_new_orders_only_through_aiohttp_and_uvicorns_path(
@@ -60,6 +61,7 @@ def test_fanout_bench_tiny_with_kernel_stamps_and_the_peer(
     assert (peer["subscribers"], peer["rounds"]) == (10, 3)
     assert peer["arrival_from_round_start_ms"]["max"] >= 0
     assert 0 <= out["host_steal_pct"] <= 100 and 0 <= peer["host_steal_pct"] <= 100
+    assert out["host_python_loop_ms"] > 0
 
 
 def test_host_share_counts_this_process_busy_time() -> None:

@@ -44,9 +44,11 @@ class WouldRevert(ChainError):
     """Gas estimation shows the transaction would revert (a contract error)."""
 
 
-class CannotPay(WouldRevert):
+class CannotPay(ChainError):
     """The node refuses the transaction because the operator's balance cannot cover its
-    value and gas (at the estimate, or when it is sent): nothing was broadcast."""
+    value and gas (at the estimate, or when it is sent): nothing was broadcast.  Not a
+    WouldRevert: topping the wallet up mends it (the settler retries its batch; the
+    withdrawal processor refunds the one withdrawal rather than wait)."""
 
 
 class NonceUsed(ChainError):
@@ -55,7 +57,8 @@ class NonceUsed(ChainError):
 
 # how nodes say the sender cannot cover value + gas: geth/anvil "insufficient funds for
 # gas * price + value", eth-tester "Sender does not have enough balance to cover ..."
-_NO_FUNDS = ("insufficient funds", "does not have enough balance")
+# (the value) and "Sender ... cannot afford txn gas ..." (the gas)
+_NO_FUNDS = ("insufficient funds", "does not have enough balance", "cannot afford txn")
 
 
 def _cannot_pay(error: Exception) -> bool:

@@ -52,7 +52,7 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DONE = (OK, Reject.DUPLICATE_EXTERNAL_ID.name, Reject.WITHDRAWAL_NOT_PENDING.name)
 # A REQUESTED row older than this whose request handler never recorded the hold (its
 # store write failed, or it died) gets the (idempotent) hold from the processor.
-REQUEST_GRACE_MS = 30_000
+REQUEST_GRACE_MS = 600_000  # far beyond a request's life: the two must not overlap
 
 
 def wall_ms() -> int:
@@ -109,11 +109,22 @@ def hold_command(row: WithdrawalRow) -> Command:
 
 
 def record_hold(store: FundStore, wid: str, result: str, now_ms: int) -> str:
-    """Record the hold's outcome; return the new state (HELD or REJECTED)."""
+    """Record the hold's outcome; return the row's state (HELD or REJECTED).  If the row
+    left REQUESTED meanwhile (the processor took over a request whose handler stalled
+    past ``REQUEST_GRACE_MS``), the recorded state stands and is returned; a hold
+    that succeeded against a row recorded REJECTED is logged as an alert (its funds
+    stay frozen: the operator refunds it)."""
     ok = result in (OK, Reject.DUPLICATE_EXTERNAL_ID.name)
     state = "HELD" if ok else "REJECTED"
-    store.set_withdrawal(wid, state, now_ms, expect="REQUESTED", note=None if ok else result)
-    return state
+    if store.set_withdrawal(wid, state, now_ms, expect="REQUESTED",
+                            note=None if ok else result):
+        return state
+    row = store.withdrawal(wid)
+    now = row.state if row is not None else state
+    if ok and now == "REJECTED":
+        log.error("withdrawal processor ALERT: withdrawal %s was recorded REJECTED but a "
+                  "later hold of it succeeded: its funds are frozen; refund it", wid)
+    return "HELD" if now not in ("REQUESTED", "REJECTED") else now
 
 
 @dataclass
@@ -190,10 +201,19 @@ class WithdrawalProcessor:
                 log.error("withdrawal %s (%s): %s: %s", row.id, row.state,
                           type(e).__name__, e)
                 failed = failed or e
-                self._unsent = True  # it may hold a signed, unsent nonce: sign no more
+                if self._signed_unsent(row.id):  # it holds a nonce: sign nothing behind it
+                    self._unsent = True
         if failed is not None:
             raise failed  # reported by the worker (last_error); the rest moved on
         return len(self.store.withdrawals(states=W_OPEN))
+
+    def _signed_unsent(self, wid: str) -> bool:
+        """Is withdrawal ``wid`` SIGNED in the store (or unreadable: assume so)?"""
+        try:
+            cur = self.store.withdrawal(wid)
+        except Exception:  # noqa: BLE001 - cannot tell: be safe
+            return True
+        return cur is not None and cur.state == "SIGNED"
 
     def _advance(self, row: WithdrawalRow, head: int) -> None:
         st = row.state
@@ -219,7 +239,7 @@ class WithdrawalProcessor:
         try:
             tx = self.client.sign_transfer(pay.token, row.address, row.raw_amount,
                                            self.client.nonce())
-        except WouldRevert as e:
+        except (WouldRevert, CannotPay) as e:
             self._fail(row, f"would revert, nothing sent: {e}")
             return
         self.store.set_withdrawal(row.id, "SIGNED", self.clock_ms(), expect="HELD",

@@ -179,13 +179,19 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
+            # counted before parsing, checked after: a read holding many complete
+            # (pipelined) requests resets the count at each one's start, so only the
+            # head still open at its end is measured (to within one read, <= 256 KiB)
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD:
-                self._refuse(431, _TOO_LONG)
-                return
             if not self._since:
                 self._since, self._limit = self.loop.time(), HEAD_TIMEOUT_S
         super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD:
+            self._refuse(431, _TOO_LONG)
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
 
     def overdue(self, now: float) -> bool:
         return bool(self._since) and now - self._since > self._limit

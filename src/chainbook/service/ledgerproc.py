@@ -234,6 +234,7 @@ class LedgerProcess:
         """Read the current seq, start the supervisor (it starts the child)."""
         if self._thread is not None:
             raise RuntimeError("the ledger process is already running")
+        self._check_rewound()
         self._poll_seq()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="ledger-supervisor")
@@ -265,20 +266,27 @@ class LedgerProcess:
         finally:
             self._shutdown()
 
+    def _check_rewound(self) -> None:
+        """At start only, before the core takes new commands: a ledger whose last_seq is
+        above the recovered logs' end was left behind by --accept-data-loss (it refuses
+        to go on: JournalRewound) and names commands that are gone; the new ones reusing
+        those seqs are not settled.  (Later, the ledger may legitimately run ahead of
+        the core's durable seq: under fsync "interval" a snapshot writes the events of
+        applied, not yet fsynced commands.)"""
+        seq = self.reader.read()
+        if seq is None or self.durable_seq is None:
+            return
+        durable = self.durable_seq()
+        if seq > durable:
+            self._rewound = durable
+            log.error("the ledger applied up to seq %d but the logs end at %d (cut with "
+                      "--accept-data-loss): nothing after %d counts as settled until the "
+                      "ledger is rebuilt", seq, durable, durable)
+
     def _poll_seq(self) -> None:
         seq = self.reader.read()
         if seq is None:
             return
-        if self._rewound is None and self.durable_seq is not None:
-            durable = self.durable_seq()
-            if seq > durable:
-                # the logs were cut below what the ledger applied (--accept-data-loss):
-                # it refuses to go on (JournalRewound) and its last_seq names commands
-                # that are gone; the new ones reusing those seqs are not settled
-                self._rewound = durable
-                log.error("the ledger applied up to seq %d but the logs end at %d (cut "
-                          "with --accept-data-loss): nothing after %d counts as settled "
-                          "until the ledger is rebuilt", seq, durable, durable)
         if self._rewound is not None:
             seq = min(seq, self._rewound)
         self.applied_seq = seq

@@ -120,3 +120,26 @@ def test_dust_deposits_of_a_gone_chain_stay_in_the_history(
     assert [r.state for r in store.deposits(PAYEE)] == ["DUST"]
     _watcher(FundsClient("embedded", None, KEY, confirmations=1), store, submit)
     assert [r.state for r in store.deposits(PAYEE)] == ["DUST"]
+
+
+def test_a_row_failing_every_step_does_not_stop_the_rows_behind_it(
+        parts: tuple[DurableEngine, Submit, FundStore]) -> None:
+    """An ETH withdrawal held before a restart whose config no longer pays ETH fails at
+    every step; the USDT withdrawal behind it is still signed, sent and completed (the
+    failure holds no signed transaction, so nothing has to wait for its nonce)."""
+    de, submit, store = parts
+    c = FundsClient("embedded", None, KEY, confirmations=1)
+    usdt = c.deploy_token("Tether", "USDT", 6, 10**12)
+    pay = {"USDT": PayAsset("USDT", usdt, 6), "ETH": PayAsset("ETH", None, 18)}
+    submit(Deposit(PAYER, "USDT", 50 * 10**8, "s1"))
+    submit(Deposit(PAYER, "ETH", 5 * 10**8, "s2"))
+    before = WithdrawalProcessor(c, store, pay, ASSETS, submit, 1)
+    eth = before.request(PAYER, "ETH", 10**8, "0x" + "44" * 20)
+    usd = before.request(PAYER, "USDT", 10**8, "0x" + "55" * 20)
+    after = WithdrawalProcessor(c, store, {"USDT": pay["USDT"]}, ASSETS, submit, 1)
+    for _ in range(4):
+        with pytest.raises(KeyError):
+            after.step()
+        c.mine(1)
+    assert store.withdrawal(usd.id).state == "COMPLETED"  # type: ignore[union-attr]
+    assert store.withdrawal(eth.id).state == "HELD"  # type: ignore[union-attr]

@@ -126,3 +126,26 @@ def test_an_embedded_payment_beyond_the_operators_balance_is_cannot_pay():
     with pytest.raises(CannotPay, match="operator cannot pay"):
         c.sign_transfer(None, "0x" + "22" * 20, wallet + 1, c.nonce())
     c.sign_transfer(None, "0x" + "22" * 20, wallet // 2, c.nonce())  # within: signs
+
+
+def test_a_settler_short_of_gas_money_retries_its_batch_rather_than_fail_it(tmp_path):
+    """An operator wallet run dry is mended by topping it up: the batch stays PREPARED
+    (no alert) and is submitted once there is money again; CannotPay is not a
+    WouldRevert (which the settler takes for a configuration error and fails)."""
+    c = FundsClient("embedded", None, KEY, confirmations=2)
+    c.deploy_settlement()
+    store = ChainStore.in_data_dir(tmp_path)
+    s = ChainSettler(c, store, max_trades=4)
+    bal = c.native_balance(c.operator)
+    c.pay(None, "0x" + "33" * 20, bal - 10**14)  # 0.0001 ETH left: not a submit's gas
+    s.add_trades(trades(4))
+    s.flush()
+    with pytest.raises(CannotPay):
+        s.step()
+    assert [r.state for r in store.batches()] == ["PREPARED"] and not s.stats.alerts
+    funder = c.tester.get_accounts()[1]  # eth-tester's funded default account
+    c.tester.send_transaction({"from": funder, "to": c.operator, "value": 10**20,
+                               "gas": 21000})
+    s.step()
+    assert [r.state for r in store.batches()] == ["SUBMITTED"]
+    store.close()

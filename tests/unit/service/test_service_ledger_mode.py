@@ -77,27 +77,35 @@ def test_sqlite_reader_follows_the_ledger_file(tmp_path: Path) -> None:
 def test_a_ledger_ahead_of_the_logs_settles_nothing_new(tmp_path: Path) -> None:
     """After --accept-data-loss cut the logs below what the ledger applied, the ledger
     refuses to go on and its last_seq names commands that are gone: serve's settled seq
-    stays at the logs' end, so new orders reusing those seqs never show SETTLED."""
+    stays at the logs' end, so new orders reusing those seqs never show SETTLED.  Only
+    at start: later the ledger may run ahead of the core's durable seq (fsync
+    "interval": a snapshot writes the events of commands not yet fsynced)."""
     path = tmp_path / "ledger.sqlite"
     store = LedgerStore(f"sqlite:///{path}")
     durable = [30]
     lp = LedgerProcess(f"sqlite:///{path}", tmp_path, durable_seq=lambda: durable[0])
+    healthy = LedgerProcess(f"sqlite:///{path}", tmp_path, durable_seq=lambda: durable[0])
     try:
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE ledger_state SET last_seq = 49")
+        lp._check_rewound()  # what start() does first
         lp._poll_seq()
         assert lp.applied_seq == 30  # not 49: seqs 31..49 are new commands now
         durable[0] = 60
         lp._poll_seq()
         assert lp.applied_seq == 30  # still refusing: nothing after the cut is settled
-        healthy = LedgerProcess(f"sqlite:///{path}", tmp_path, durable_seq=lambda: 70)
-        try:
-            healthy._poll_seq()
-            assert healthy.applied_seq == 49  # behind the logs: the ledger's own seq
-        finally:
-            healthy.reader.close()
+        durable[0] = 70  # a healthy start: the ledger behind the logs
+        healthy._check_rewound()
+        durable[0] = 40  # later, ahead of the durable seq for a moment: no latch
+        healthy._poll_seq()
+        assert healthy.applied_seq == 49
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE ledger_state SET last_seq = 75")
+        healthy._poll_seq()
+        assert healthy.applied_seq == 75
     finally:
         lp.reader.close()
+        healthy.reader.close()
         store.close()
 
 

@@ -163,7 +163,7 @@ class DepositWatcher:
             k -= 1
         if lowest is not None and fork < lowest:
             self._alert(f"reorg deeper than the {self.keep}-block window at {last}")
-        dropped, credited = self.store.rewind(fork)
+        dropped, credited = self.store.rewind(self.chain, fork)
         self.stats.reorgs += 1
         self.stats.orphaned += dropped
         log.warning("deposit watcher: reorg, blocks %d..%d left the chain; %d pending "

@@ -252,17 +252,18 @@ class FundStore(SqliteStore):
             new += 1
         return new
 
-    def rewind(self, fork: int) -> tuple[int, list[DepositRow]]:
-        """Blocks above ``fork`` left the chain: forget them and their PENDING deposits
-        (returns how many), flag CREDITED ones as orphaned (returned for the alert)."""
+    def rewind(self, chain: str, fork: int) -> tuple[int, list[DepositRow]]:
+        """Blocks of ``chain`` above ``fork`` left it: forget them and their PENDING
+        deposits (returns how many), flag CREDITED ones as orphaned (returned for the
+        alert).  Rows of other (gone) chains are history and stay as they are."""
         with self.tx() as db:
             credited = [_deposit(r) for r in db.execute(
-                f"SELECT {_D_COLS} FROM deposits WHERE block_number > ? AND state = ? "
-                "AND orphaned = 0", (fork, CREDITED))]
-            dropped = db.execute("DELETE FROM deposits WHERE block_number > ? AND state != ?",
-                                 (fork, CREDITED)).rowcount
-            db.execute("UPDATE deposits SET orphaned = 1 WHERE block_number > ? AND state = ?",
-                       (fork, CREDITED))
+                f"SELECT {_D_COLS} FROM deposits WHERE chain = ? AND block_number > ? "
+                "AND state = ? AND orphaned = 0", (chain, fork, CREDITED))]
+            dropped = db.execute("DELETE FROM deposits WHERE chain = ? AND block_number > ? "
+                                 "AND state != ?", (chain, fork, CREDITED)).rowcount
+            db.execute("UPDATE deposits SET orphaned = 1 WHERE chain = ? AND block_number > ? "
+                       "AND state = ?", (chain, fork, CREDITED))
             db.execute("DELETE FROM blocks WHERE number > ?", (fork,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_height', ?)", (str(fork),))
         return dropped, credited

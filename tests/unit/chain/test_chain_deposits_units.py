@@ -45,12 +45,18 @@ def test_a_transfer_is_recorded_once_and_a_reorg_drops_only_pending_rows(tmp_pat
                        "FROM deposits LIMIT 1")
     first = s.deposits_pending("c1")[0]
     s.deposit_done(first.id, CREDITED, 2)
-    dropped, credited = s.rewind(4)
+    dropped, credited = s.rewind("c1", 4)
     assert dropped == 1 and [r.id for r in credited] == [first.id]
     assert s.last_height() == 4 and [r.orphaned for r in s.deposits()] == [1]
+    s.record_block("c1", 5, b"h5", b"h4", [{**_dep(b"t2", 0), "state": "DUST"}], 64)
     with pytest.raises(ValueError):
         s.bind_chain("c2", reset=False)
     assert s.bind_chain("c2", reset=True) == "c1" and s.last_height() == -1
+    # a reorg on the new chain leaves the gone chain's rows (history) alone
+    s.record_block("c2", 3, b"g3", b"g2", [_dep(b"t9", 0)], 64)
+    assert s.rewind("c2", 1) == (1, [])
+    assert sorted((r.chain, r.state) for r in s.deposits()) == [("c1", "CREDITED"),
+                                                               ("c1", "DUST")]
 
 
 def test_a_withdrawal_request_is_validated_then_recorded(tmp_path) -> None:

@@ -172,7 +172,8 @@ def build_app(config: Config, data_dir: str | os.PathLike[str], *,
     rl = config.rate_limits
     limits = RateLimiter(clock_ms, weight_per_minute=rl["request_weight_per_minute"],
                          orders_per_10s=rl["orders_per_10s"],
-                         orders_per_day=rl["orders_per_day"])
+                         orders_per_day=rl["orders_per_day"],
+                         ws_connections_per_5m=rl["ws_connections_per_5m"])
     core.add_listener(market.on_batch)
     core.add_listener(views.on_batch)
     ticks = None

@@ -51,7 +51,7 @@ START_TIMEOUT_S = 60.0
 RECV_WINDOW = 60_000
 MAX_SECONDS = 50  # signatures are made up front and must stay inside recvWindow
 NO_LIMITS = {"request_weight_per_minute": 1_000_000_000, "orders_per_10s": 1_000_000_000,
-             "orders_per_day": 1_000_000_000}
+             "orders_per_day": 1_000_000_000, "ws_connections_per_5m": 1_000_000_000}
 
 
 @dataclass

@@ -6,6 +6,8 @@
   HTTP 418, -1003 ``Way too many requests; IP banned until <ms>.``.
 * New orders per account per 10 s and per day (``X-MBX-ORDER-COUNT-10S``/``-1D`` on
   order responses); over -> HTTP 429, -1015.
+* WebSocket connections opened per IP per 5 minutes (Binance: 300); over, or while the
+  IP is banned, the handshake is refused (HTTP 403).
 
 Windows are aligned on the clock (minute, 10 s, UTC day) as on Binance.  State is kept in
 memory per process; entries of past windows are dropped when the tables grow.
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from chainbook.gateway import errors
 
 MINUTE_MS = 60_000
+FIVE_MIN_MS = 300_000
 TEN_S_MS = 10_000
 DAY_MS = 86_400_000
 _PRUNE_AT = 10_000  # table size that triggers dropping entries of past windows
@@ -28,7 +31,8 @@ class RateLimiter:
 
     def __init__(self, clock_ms: Callable[[], int], weight_per_minute: int = 6000,
                  orders_per_10s: int = 100, orders_per_day: int = 200_000,
-                 ban_after: int = 20, ban_ms: int = 120_000) -> None:
+                 ban_after: int = 20, ban_ms: int = 120_000,
+                 ws_connections_per_5m: int = 300) -> None:
         self.clock_ms = clock_ms
         self.weight_per_minute = weight_per_minute
         self.orders_per_10s = orders_per_10s
@@ -38,6 +42,8 @@ class RateLimiter:
         self._weight: dict[str, list[int]] = {}  # ip -> [minute, used, refused]
         self._banned: dict[str, int] = {}  # ip -> banned until (ms)
         self._orders: dict[int, list[int]] = {}  # account -> [10s window, n, day, n]
+        self.ws_connections_per_5m = ws_connections_per_5m
+        self._ws: dict[str, list[int]] = {}  # ip -> [5-minute window, connections]
 
     def used_weight(self, ip: str) -> int:
         """Weight ``ip`` has used in the current minute."""
@@ -76,6 +82,24 @@ class RateLimiter:
             raise self._with_retry(err, (minute + 1) * MINUTE_MS - now)
         cell[1] += weight
         return cell[1]
+
+    def ws_connect(self, ip: str) -> bool:
+        """Count a WebSocket connection from ``ip``; False (not counted) over the limit
+        or while ``ip`` is banned."""
+        now = self.clock_ms()
+        until = self._banned.get(ip)
+        if until is not None and now < until:
+            return False
+        window = now // FIVE_MIN_MS
+        cell = self._ws.get(ip)
+        if cell is None or cell[0] != window:
+            if len(self._ws) >= _PRUNE_AT:
+                self._ws = {k: c for k, c in self._ws.items() if c[0] == window}
+            cell = self._ws[ip] = [window, 0]
+        if cell[1] >= self.ws_connections_per_5m:
+            return False
+        cell[1] += 1
+        return True
 
     def order(self, account: int) -> tuple[int, int]:
         """Count one new order of ``account``; return (count in 10 s, count today).

@@ -237,12 +237,19 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
     ``/ws-api/v3``)."""
     hub: Hub = ctx.hub
 
+    def admitted(ws: WebSocket) -> bool:
+        """The IP's WebSocket connection allowance (ratelimit.ws_connect)."""
+        return ctx.limits.ws_connect(ws.client.host if ws.client else "unknown")
+
     async def streams(ws: WebSocket, names: list[str], combined: bool,
                       account: int | None = None, listen_key: str = "") -> None:
         session = StreamSession(ctx, hub.open(combined))
         try:
             if session.check(names) is not None:
                 await ws.close(1008, "invalid stream name")  # before accept: HTTP 403
+                return
+            if not admitted(ws):
+                await ws.close(POLICY, "too many connections")  # before accept: 403
                 return
             await ws.accept()
             session.conn.direct = direct_writer(ws)  # frames straight to the transport
@@ -281,6 +288,9 @@ def build_ws_routes(ctx: GatewayContext) -> list[BaseRoute]:
     async def ws_api(ws: WebSocket) -> None:
         session = ApiSession(hub, hub.open(), ctx.keys, ctx.clock_ms)
         try:
+            if not admitted(ws):
+                await ws.close(POLICY, "too many connections")  # before accept: 403
+                return
             await ws.accept()
             session.conn.direct = direct_writer(ws)
             await run_session(ws, hub, session.conn, session.on_text)

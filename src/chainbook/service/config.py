@@ -50,6 +50,7 @@ url = ""                   # SQLAlchemy URL; "" = sqlite:///<data>/ledger.sqlite
 request_weight_per_minute = 6000
 orders_per_10s = 100
 orders_per_day = 200000
+ws_connections_per_5m = 300  # WebSocket connections opened per IP (Binance: 300)
 
 [assets.BTC]
 decimals = 8
@@ -131,7 +132,8 @@ _SYMBOL_INTS = ("maker_bps", "taker_bps", "band_bps", "max_open_orders", "breake
                 "breaker_window_ms", "breaker_cooldown_ms")
 _SYMBOL_KEYS = set(_SYMBOL_REQUIRED + _SYMBOL_DECIMALS + _SYMBOL_INTS
                    + ("breaker_action", "default_stp"))
-_RATE_KEYS = ("request_weight_per_minute", "orders_per_10s", "orders_per_day")
+_RATE_KEYS = ("request_weight_per_minute", "orders_per_10s", "orders_per_day",
+              "ws_connections_per_5m")
 
 
 class ConfigError(ValueError):
@@ -159,7 +161,8 @@ class Config:
     ledger_url: str = ""  # "" = the embedded SQLite file in the data directory
     chain: ChainConfig = field(default_factory=ChainConfig)  # [chain], chain/settings.py
     rate_limits: dict[str, int] = field(default_factory=lambda: {
-        "request_weight_per_minute": 6000, "orders_per_10s": 100, "orders_per_day": 200_000})
+        "request_weight_per_minute": 6000, "orders_per_10s": 100, "orders_per_day": 200_000,
+        "ws_connections_per_5m": 300})
     source: str = "<built-in default>"
 
 

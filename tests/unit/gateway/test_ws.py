@@ -308,3 +308,21 @@ def test_a_connection_flooding_requests_is_closed(world: World, client: TestClie
         assert err.value.code == 1008
         assert REQUEST_BURST <= answered < REQUEST_BURST + 20
     assert world.hub.connections == 0
+
+
+def test_websocket_connections_per_ip_are_limited(world: World, client: TestClient) -> None:
+    """[rate_limits] ws_connections_per_5m (Binance: 300 per IP per 5 minutes): beyond,
+    the handshake is refused; the next window admits again."""
+    world.ctx.limits.ws_connections_per_5m = 2
+    with client.websocket_connect("/ws") as ws:
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=1) == {"result": [], "id": 1}
+    with client.websocket_connect("/ws-api/v3"):
+        pass
+    for path in ("/ws", "/stream?streams=btcusdt@trade", "/ws-api/v3", "/ws/0"):
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect(path):
+                pass
+        assert refused.value.code == 1008
+    world.clock.advance(300_000)  # the next 5-minute window
+    with client.websocket_connect("/ws") as ws:
+        assert request(ws, "LIST_SUBSCRIPTIONS", rid=2) == {"result": [], "id": 2}

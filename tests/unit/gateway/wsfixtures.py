@@ -29,6 +29,7 @@ from chainbook.domain.enums import OrderType, Side, TimeInForce
 from chainbook.domain.instruments import SymbolSpec
 from chainbook.gateway.context import GatewayContext
 from chainbook.gateway.hub import Hub
+from chainbook.gateway.ratelimit import RateLimiter
 from chainbook.gateway.views import AccountViews
 from chainbook.gateway.ws import build_ws_routes
 from chainbook.marketdata.market import MarketData
@@ -63,7 +64,8 @@ class World:
         # `chainbook apikey revoke` is) is seen at the next lookup, not a second later
         self.keys = KeyStore(tmp / "gateway.sqlite", recheck_s=0)
         self.ctx = GatewayContext(core=self.core, keys=self.keys, market=self.market,
-                                  views=self.views, hub=self.hub, limits=None,
+                                  views=self.views, hub=self.hub,
+                                  limits=RateLimiter(self.clock),
                                   clock_ms=self.clock)
         self.app = Starlette(routes=build_ws_routes(self.ctx))
         self.core.apply(AddSymbol(BTC))

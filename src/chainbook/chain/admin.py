@@ -100,8 +100,9 @@ def chain_admin_routes(ctx: Any, svc: Any) -> list[Route]:
         if isinstance(body, JSONResponse):
             return body
         account, asset = body.get("account"), str(body.get("asset", "")).upper()
-        if isinstance(account, bool) or not isinstance(account, int) or account < 1:
-            return _error(400, "'account' must be an account id (integer >= 1).")
+        # account 0 too: the fee account, whose revenue only the operator withdraws
+        if isinstance(account, bool) or not isinstance(account, int) or account < 0:
+            return _error(400, "'account' must be an account id (integer >= 0; 0: fees).")
         if asset not in svc.assets:
             return _error(400, f"Unknown asset {asset!r}.")
         try:

@@ -174,3 +174,20 @@ def test_a_locked_fund_store_delays_the_withdrawal_not_the_server(srv: Server) -
     worker.join(30)
     assert got["w"]["id"]
     assert slowest < 0.5, f"a ping took {slowest:.2f} s while the withdrawal waited"
+
+
+def test_the_operator_withdraws_the_fee_accounts_revenue(srv: Server) -> None:
+    """Account 0 collects the trading fees and has no API keys: the admin withdrawal
+    is the way its revenue leaves the exchange (found by review: it refused account 0)."""
+    a, b = ccxt_client(srv, "demo1"), ccxt_client(srv, "demo2")
+    a.create_order("BTC/USDT", "limit", "sell", 0.01, 30000)
+    b.create_order("BTC/USDT", "limit", "buy", 0.01, 30000)  # fees: 0.3 USDT at 10 bps
+    _until(lambda: _admin(srv, "/admin/v1/chain/status")["connected"], "the chain")
+    reply = _admin(srv, "/admin/v1/chain/withdraw", {
+        "account": 0, "asset": "USDT", "amount": "0.1", "address": DEST})
+    assert reply["state"] == "HELD"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _admin(srv, "/admin/v1/chain/withdraw", {
+            "account": -1, "asset": "USDT", "amount": "0.1", "address": DEST})
+    assert err.value.code == 400 and "integer >= 0" in json.loads(err.value.read())["msg"]
+    err.value.close()

@@ -92,6 +92,9 @@ class MarketData:
         self.symbols: dict[str, SymbolData] = {}
         self._specs: dict[str, SymbolSpec] = {}
         self._last_tick: int | None = None  # last 100 ms slot flushed
+        # when this process went live (``run`` starts the timers after the replay):
+        # candles that closed before were closed while no one here could be told
+        self.live_since_ms: int | None = None
         self._last_sec: int | None = None  # last 1000 ms slot flushed
         self._stopping = False
         self._wake: asyncio.Event | None = None
@@ -327,10 +330,15 @@ class MarketData:
                 pub.publish(sd.s_ticker, render.ticker_event(t, now_ms))
             if want_m:
                 pub.publish(sd.s_mini, render.mini_ticker_event(t, now_ms))
+        since = self.live_since_ms
         for interval, series in sd.klines.series.items():
             if series and not series[-1].closed_sent and \
                     series[-1].close_ms + KLINE_CLOSE_GRACE_MS < now_ms:
-                self._close_kline(sd, interval, series[-1], True)
+                # a candle rebuilt from the journal that closed before this process
+                # went live had its final message sent (or due) then: not again now
+                k = series[-1]
+                self._close_kline(sd, interval, k, since is None
+                                  or k.close_ms + KLINE_CLOSE_GRACE_MS >= since)
 
     # --- timers ----------------------------------------------------------------------
 
@@ -338,6 +346,8 @@ class MarketData:
         """Call ``flush`` on every 100 ms boundary of ``clock_ms`` until ``stop()``."""
         self._stopping = False
         self._wake = asyncio.Event()
+        if self.live_since_ms is None:
+            self.live_since_ms = self.clock_ms()
         while not self._stopping:
             now = self.clock_ms()
             delay = ((now // 100 + 1) * 100 - now) / 1000

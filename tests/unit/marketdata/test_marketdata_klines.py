@@ -8,7 +8,7 @@ from mdfeed import T0_MS, Feed
 
 from chainbook.domain.enums import Side
 from chainbook.marketdata.klines import INTERVALS, bucket
-from chainbook.marketdata.market import KLINE_CLOSE_GRACE_MS
+from chainbook.marketdata.market import KLINE_CLOSE_GRACE_MS, MarketData
 
 MON_2024_01_01 = 1_704_067_200_000  # Monday 2024-01-01T00:00:00Z
 DAY = 86_400_000
@@ -117,3 +117,24 @@ def test_a_trade_committed_after_its_candle_closed_corrects_the_final_message(
     feed.trade(10100, 1, at_ms=base + 59_999)  # stamped inside, delivered after
     late = feed.pub.on("btcusdt@kline_1m")[-1]["k"]
     assert (late["t"], late["x"], late["n"], late["c"]) == (base, True, 2, "101.00000000")
+
+
+def test_a_candle_closed_before_a_restart_is_not_sent_final_again(feed: Feed) -> None:
+    """Rebuilt from the journal at start, the last candle of an interval that closed
+    while the server was down (or before it) had its final message due then: the new
+    process does not send it with x=true to its new subscribers; a candle that closes
+    after it went live is sent as usual."""
+    base = T0_MS - T0_MS % 60_000
+    feed.trade(10000, 1, at_ms=base + 10)
+    md = MarketData(feed.core, feed.pub, lambda: feed.now_ms)
+    md.on_batch(feed.history, False)  # the restart's replay
+    md.live_since_ms = base + 300_000  # went live (run() started the timers) 4 min later
+    feed.pub.want = {"btcusdt@kline_1m"}
+    feed.pub.sent.clear()  # what the first process sent
+    md.flush(base + 301_000)
+    assert feed.pub.on("btcusdt@kline_1m") == []
+    feed.md = md
+    feed.trade(10100, 1, at_ms=base + 301_500)  # a new candle, live
+    md.flush(base + 361_000 + KLINE_CLOSE_GRACE_MS)
+    final = feed.pub.on("btcusdt@kline_1m")[-1]["k"]
+    assert (final["t"], final["x"]) == (base + 300_000, True)

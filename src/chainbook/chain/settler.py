@@ -142,10 +142,10 @@ class ChainSettler:
             if aged is not None:
                 self._prepare(aged, self.clock_ms())
         with self._step:
-            self.client.heartbeat()
             open_rows = self.store.batches((PREPARED, SUBMITTED))
             if not open_rows:  # nothing to move: no chain reads (see withdrawals.step)
                 return 0
+            self.client.heartbeat()  # embedded chain: blocks while batches await them
             self.client.check_chain_id()  # a node switched to another chain stops us here
             head = self.client.head()
             in_flight = sum(1 for r in open_rows if r.state == SUBMITTED)

@@ -190,6 +190,8 @@ class WithdrawalProcessor:
         if not rows:  # nothing to move: no chain reads (on the embedded EVM they hold
             return 0  # the server's GIL, docs/gateway-performance.md, Session 7)
         self.client.check_chain_id()
+        if any(r.state == "SENT" for r in rows):
+            self.client.heartbeat()  # embedded chain: blocks while payouts await them
         head = self.client.head()
         failed: Exception | None = None
         for row in rows:

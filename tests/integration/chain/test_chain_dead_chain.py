@@ -8,6 +8,7 @@ FundStore, and a DurableEngine as the core.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +144,33 @@ def test_a_row_failing_every_step_does_not_stop_the_rows_behind_it(
         c.mine(1)
     assert store.withdrawal(usd.id).state == "COMPLETED"  # type: ignore[union-attr]
     assert store.withdrawal(eth.id).state == "HELD"  # type: ignore[union-attr]
+
+
+def test_an_idle_embedded_chain_mines_nothing_and_a_pending_deposit_gets_its_blocks(
+        parts: tuple[DurableEngine, Submit, FundStore]) -> None:
+    """Empty blocks (~2.3 ms of py-evm each, under the server's GIL) are mined only while
+    something awaits confirmations: here a deposit 3 blocks short of N = 3."""
+    de, submit, store = parts
+    c = FundsClient("embedded", None, KEY, confirmations=3, block_time_s=0.05)
+    w = DepositWatcher(c, store, DepositAddresses(HDWallet(MNEMONIC), store), [], ASSETS,
+                       submit, 3, native_asset="ETH", start_block=0)
+    proc = WithdrawalProcessor(c, store, {"ETH": PayAsset("ETH", None, 18)}, ASSETS,
+                               submit, 3)
+    head = c.head()
+    for _ in range(4):
+        w.step()
+        proc.step()
+        time.sleep(0.06)
+    assert c.head() == head  # idle: no block
+    c.pay(None, w.addresses.address(PAYEE), 10**18)  # one block, 1 deep
+    for _ in range(40):
+        w.step()
+        if de.engine.balances.available(PAYEE, "ETH"):
+            break
+        time.sleep(0.06)
+    assert de.engine.balances.available(PAYEE, "ETH") == 10**8
+    assert c.head() == head + 3  # the payment's block and two empty ones, no more
+    for _ in range(3):
+        w.step()
+        time.sleep(0.06)
+    assert c.head() == head + 3  # idle again

@@ -153,11 +153,16 @@ class Endpoint:
                                   ctx.clock_ms)
             elif self.security == KEY:
                 key = auth.api_key(ctx.keys, api_key, self.perm)
-            if self.order and key is not None:
-                n10, nday = ctx.limits.order(key.account)
+            counted = self.order and key is not None
+            if counted:
+                n10, nday = ctx.limits.order_check(key.account)  # type: ignore[union-attr]
                 headers[ORDERS_10S] = str(n10)
                 headers[ORDERS_1D] = str(nday)
             out = await self.handler(ctx, Call(ip, params, key, headers))
+            if counted:  # accepted by the core: it counts (a refused one raised above)
+                n10, nday = ctx.limits.order_placed(key.account)  # type: ignore[union-attr]
+                headers[ORDERS_10S] = str(n10)
+                headers[ORDERS_1D] = str(nday)
             return 200, _encode(out), headers
         except errors.ApiError as exc:
             err = exc

@@ -5,7 +5,8 @@
 * An IP that sends ``ban_after`` more requests while limited is banned for ``ban_ms``:
   HTTP 418, -1003 ``Way too many requests; IP banned until <ms>.``.
 * New orders per account per 10 s and per day (``X-MBX-ORDER-COUNT-10S``/``-1D`` on
-  order responses); over -> HTTP 429, -1015.
+  order responses); over -> HTTP 429, -1015.  Only orders the core accepted count
+  (a refused one does not, as on Binance).
 * WebSocket connections opened per IP per 5 minutes (Binance: 300); over, or while the
   IP is banned, the handshake is refused (HTTP 403).
 
@@ -102,9 +103,38 @@ class RateLimiter:
         return True
 
     def order(self, account: int) -> tuple[int, int]:
-        """Count one new order of ``account``; return (count in 10 s, count today).
+        """``order_check`` then ``order_placed``: count one new order of ``account``."""
+        self.order_check(account)
+        return self.order_placed(account)
 
-        Raise ApiError 429 / -1015 if either limit is reached (the order is not counted)."""
+    def order_check(self, account: int) -> tuple[int, int]:
+        """Before an order is placed: raise ApiError 429 / -1015 if either limit is
+        reached; else return the counts (10 s, today) without counting it.  Only orders
+        the core accepted count (``order_placed``), as on Binance ("every successful
+        request to place an order adds to the unfilled order count"); orders of one
+        account in flight at the same moment may pass the check together."""
+        cell = self._order_cell(account)
+        now = self.clock_ms()
+        ten, day = now // TEN_S_MS, now // DAY_MS
+        if cell[1] >= self.orders_per_10s:
+            raise self._counted(self._with_retry(
+                errors.too_many_orders(self.orders_per_10s, "TEN_SECONDS"),
+                (ten + 1) * TEN_S_MS - now), cell)
+        if cell[3] >= self.orders_per_day:
+            raise self._counted(self._with_retry(
+                errors.too_many_orders(self.orders_per_day, "DAY"),
+                (day + 1) * DAY_MS - now), cell)
+        return cell[1], cell[3]
+
+    def order_placed(self, account: int) -> tuple[int, int]:
+        """Count one order of ``account`` the core accepted; return the new counts."""
+        cell = self._order_cell(account)
+        cell[1] += 1
+        cell[3] += 1
+        return cell[1], cell[3]
+
+    def _order_cell(self, account: int) -> list[int]:
+        """``account``'s [10 s window, count, day, count], moved to the current windows."""
         now = self.clock_ms()
         ten, day = now // TEN_S_MS, now // DAY_MS
         cell = self._orders.get(account)
@@ -116,17 +146,7 @@ class RateLimiter:
             cell[0], cell[1] = ten, 0
         if cell[2] != day:
             cell[2], cell[3] = day, 0
-        if cell[1] >= self.orders_per_10s:
-            raise self._counted(self._with_retry(
-                errors.too_many_orders(self.orders_per_10s, "TEN_SECONDS"),
-                (ten + 1) * TEN_S_MS - now), cell)
-        if cell[3] >= self.orders_per_day:
-            raise self._counted(self._with_retry(
-                errors.too_many_orders(self.orders_per_day, "DAY"),
-                (day + 1) * DAY_MS - now), cell)
-        cell[1] += 1
-        cell[3] += 1
-        return cell[1], cell[3]
+        return cell
 
     def rate_limits(self) -> list[dict[str, object]]:
         """The ``rateLimits`` array of exchangeInfo."""

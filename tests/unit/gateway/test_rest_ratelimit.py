@@ -76,3 +76,25 @@ def test_limiter_day_limit_and_windows() -> None:
     now[0] = 86_400_000
     assert rl.order(1) == (1, 1)
     assert rl.request("a", 7) == 7 and rl.request("b", 1) == 1 and rl.used_weight("a") == 7
+
+
+def test_only_orders_the_core_accepts_count(tmp_path: Path) -> None:
+    """Binance: "every successful request to place an order adds to the unfilled order
+    count": a refused order (here: a price off the tick, then one beyond the balance)
+    leaves the count where it was, and cannot use up the limit."""
+    gw = Gateway(tmp_path, orders_per_10s=2)
+    try:
+        with TestClient(gw.app) as client:
+            alice = Signer(client, gw.alice, gw.clock)
+            order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                     "quantity": "0.1", "price": "100.00"}
+            for bad in ({"price": "100.001"}, {"quantity": "100000"}):
+                r = alice.ccxt("POST", "/api/v3/order", {**order, **bad})
+                assert r.status_code == 400
+                assert r.headers["X-MBX-ORDER-COUNT-10S"] == "0"
+            counts = [alice.ccxt("POST", "/api/v3/order", order).headers[
+                "X-MBX-ORDER-COUNT-10S"] for _ in range(2)]
+            assert counts == ["1", "2"]
+            assert alice.ccxt("POST", "/api/v3/order", order).status_code == 429
+    finally:
+        gw.keys.close()

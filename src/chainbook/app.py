@@ -84,8 +84,10 @@ class Components:
         if self._started:
             return
         self._started = True
+        await self.core.start()  # takes the data directory's LOCK (or fails)
+        # only then the token: a second serve refused by the lock must not replace the
+        # running server's token (the CLI would be refused by it)
         write_token(self.data_dir, self.admin_token)
-        await self.core.start()
         if self.config.ledger and self.config.ledger_mode == "process":
             core = self.core
             self.ledger = LedgerProcess(self.config.ledger_url, self.data_dir,

@@ -86,6 +86,16 @@ def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:
         assert reply["balance"]["free"] == "11.50000000"
         assert srv.balances(demo[0])["BTC"] == "11.50000000"
         assert srv.http.get("/api/v3/nothing-here").status_code == 404
+        # a second serve on the same directory is refused by its lock, and leaves the
+        # running server's admin token alone (the CLI goes on working with it)
+        before = token.read_text()
+        second = subprocess.run([*CMD, "serve", "--data", str(data), "--port", "0"],
+                                capture_output=True, text=True, timeout=120, env=ENV)
+        assert second.returncode == 2 and "LOCK" in second.stderr, second.stderr[-2000:]
+        assert token.read_text() == before
+        reply = json.loads(cli("fund", "--data", str(data), "--account", "demo1",
+                               "--asset", "BTC", "--amount", "0.5").stdout)
+        assert reply["balance"]["free"] == "12.00000000"
     finally:
         code = srv.stop()
     assert code == 0, srv.stderr()
@@ -96,7 +106,7 @@ def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:
         again = json.loads((data / "demo-accounts.json").read_text())
         assert again == demo  # same accounts and keys across restarts
         bal = srv.balances(demo[0])
-        assert bal["BTC"] == "11.50000000"  # not funded twice, the CLI deposit survived
+        assert bal["BTC"] == "12.00000000"  # not funded twice, the CLI deposits survived
         assert bal["USDT"] == "1000000.00000000" and bal["ETH"] == "100.00000000"
         assert srv.balances(demo[1])["BTC"] == "10.00000000"
     finally:

@@ -47,32 +47,53 @@ _SNAPSHOT_POLL = 0.05  # s: how often an idle core checks on a running snapshot 
 
 class CommandRefused(ValueError):
     """A command the log could not store (a text field that is not valid Unicode, such
-    as a lone surrogate from a JSON ``\\ud800`` escape or a command-line argument):
+    as a lone surrogate from a JSON ``\\ud800`` escape or a command-line argument, or an
+    integer beyond 64 bits, such as an account id of 2**64 sent to an admin endpoint):
     refused before the core takes it, instead of failing the core at its commit."""
 
 
-_TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the log, the ledger (SQL) can store
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
 
 
-def _text_fields(kind: type) -> tuple[str, ...]:
-    """The fields of command type ``kind`` typed ``str`` (or ``str | None``)."""
-    names = _TEXT_FIELDS.get(kind)
-    if names is None:
-        names = _TEXT_FIELDS[kind] = tuple(
-            f.name for f in msgspec.structs.fields(kind)
-            if f.type is str or str in get_args(f.type))
-    return names
+def _fields(kind: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The fields of struct type ``kind`` typed ``str``, ``int`` (each optionally
+    ``| None``) and a nested struct (``AddSymbol.spec``), computed once per type."""
+    got = _FIELDS.get(kind)
+    if got is None:
+        text, ints, nested = [], [], []
+        for f in msgspec.structs.fields(kind):
+            if f.type is str or str in get_args(f.type):
+                text.append(f.name)
+            elif f.type is int or int in get_args(f.type):
+                ints.append(f.name)
+            elif isinstance(f.type, type) and issubclass(f.type, msgspec.Struct):
+                nested.append(f.name)
+        got = _FIELDS[kind] = (tuple(text), tuple(ints), tuple(nested))
+    return got
 
 
-def _unstorable(cmd: Command) -> str | None:
-    """The name of a text field of ``cmd`` that cannot be UTF-8 encoded, or None."""
-    for name in _text_fields(type(cmd)):
+def _unstorable(cmd: Any) -> str | None:
+    """The name of a field of ``cmd`` the log cannot store (text that is not valid
+    UTF-8, an integer beyond 64 bits: one would fail the core at its commit), or None."""
+    text, ints, nested = _fields(type(cmd))
+    for name in text:
         value = getattr(cmd, name)
         if isinstance(value, str) and not value.isascii():
             try:
                 value.encode()
             except UnicodeEncodeError:
                 return name
+    for name in ints:
+        value = getattr(cmd, name)
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            return name
+    for name in nested:
+        value = getattr(cmd, name)
+        if value is not None:
+            bad = _unstorable(value)
+            if bad is not None:
+                return f"{name}.{bad}"
     return None
 
 
@@ -258,7 +279,9 @@ class CoreService:
         for cmd in items:
             bad = _unstorable(cmd)
             if bad is not None:
-                raise CommandRefused(f"{type(cmd).__name__}.{bad} is not valid text")
+                raise CommandRefused(f"{type(cmd).__name__}.{bad} cannot be stored (text "
+                                     "that is not valid Unicode, or an integer beyond 64 "
+                                     "bits)")
         fut: asyncio.Future[list[Applied]] = self._loop.create_future()
         self._queue.put(_Item(items, fut))
         return await fut

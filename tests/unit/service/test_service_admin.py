@@ -103,6 +103,12 @@ async def _refuse(client: Client, token: str) -> None:
         r = await c.post(URL, content=b'{"account": 1, "asset": "USDT", "amount": "10", '
                                       b'"external_id": "tx-\\ud800"}', headers=h)
         assert r.status_code == 400 and r.json()["code"] == -1100, r.text
+        # an account id the log and the ledger cannot store (2**64 stopped the core at
+        # its commit; 2**63 + 1 stalled the SQL ledger for good): refused, core goes on
+        for huge in (2**64, 2**63 + 1):
+            r = await c.post(URL, json={**good, "account": huge, "external_id": f"h{huge}"},
+                             headers=h)
+            assert r.status_code == 400 and r.json()["code"] == -1100, r.text
         r = await c.post(URL, json={**good, "external_id": "tx-ok"}, headers=h)
         assert r.status_code == 200 and r.json()["balance"]["free"] == "10.00000000", r.text
 

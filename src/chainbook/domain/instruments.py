@@ -64,6 +64,10 @@ class SymbolSpec(msgspec.Struct, frozen=True, array_like=True):
             return "fees must be between 0 and 10000 bps"
         if self.max_qty and self.max_qty < self.min_qty:
             return "max_qty < min_qty"
+        if self.max_price and self.max_price < self.min_price:
+            return "max_price < min_price"  # every order would fail PRICE_FILTER
+        if self.max_notional and self.max_notional < self.min_notional:
+            return "max_notional < min_notional"
         if self.breaker_bps and self.breaker_window_ns <= 0:
             return "breaker needs a positive window"
         if self.default_stp == Stp.DEFAULT:

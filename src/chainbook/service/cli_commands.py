@@ -366,8 +366,11 @@ def admin_request(data: Path, server: dict[str, Any], path: str,
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
-            msg = json.loads(exc.read()).get("msg", exc.reason)
-        except ValueError:
+            reply = json.loads(exc.read())
+            msg = reply.get("msg") or (  # a refused withdrawal: its state, reason and id
+                f"{reply.get('state', '')} {reply.get('reason', '')} (id {reply.get('id')})"
+                if reply.get("reason") else exc.reason)
+        except (ValueError, AttributeError):
             msg = exc.reason
         raise CliError(f"the server refused {what}: {msg}") from None
     except OSError as exc:
@@ -379,6 +382,7 @@ def _fund_offline(data: Path, config_path: str | None, account: int, asset: str,
     from chainbook.domain.commands import Deposit
     from chainbook.domain.events import OrderRejected
     from chainbook.domain.units import UnitError, amount_str, amount_units
+    from chainbook.journal.backend import LogError
     from chainbook.journal.recovery import DurableEngine, JournalLocked
     from chainbook.service.config import ConfigError, load_config
 
@@ -397,6 +401,8 @@ def _fund_offline(data: Path, config_path: str | None, account: int, asset: str,
     except JournalLocked:
         raise CliError(f"{data} is in use by another process, but no live server is "
                        f"recorded in {data / SERVE_FILE}") from None
+    except LogError as exc:  # a damaged log: what serve and recover say, in one line
+        raise CliError(f"{data}: {exc}") from None
     with de:
         seq, events = de.submit(Deposit(account, asset, units, ext),
                                 max(time.time_ns(), de.engine.last_ts))

@@ -245,6 +245,10 @@ def _symbol(name: str, t: dict[str, Any], assets: dict[str, int], source: str) -
             raise ConfigError(f"{where}: unknown {role} asset {asset!r} "
                               f"(known: {', '.join(sorted(assets))})")
     ints = {k: _int(t[k], f"{where} {k}", minimum=0) for k in _SYMBOL_INTS if k in t}
+    for k, v in ints.items():  # stored as 64-bit integers (the ms ones as ns)
+        most = INT64_MAX // (MS if k.endswith("_ms") else 1)
+        if v > most:
+            raise ConfigError(f"{where} {k}: at most {most}")
     try:
         breaker_action = BreakerAction[_str(t.get("breaker_action", "HALT"), where)]
     except KeyError:
@@ -374,6 +378,9 @@ def _str(v: Any, where: str) -> str:
     if not isinstance(v, str):
         raise ConfigError(f"{where}: expected a string (quote decimals: \"0.01\"), got {v!r}")
     return v
+
+
+INT64_MAX = 2**63 - 1
 
 
 def _int(v: Any, where: str, minimum: int) -> int:

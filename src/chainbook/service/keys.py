@@ -96,6 +96,12 @@ class KeyStore:
         self.recheck_s = recheck_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # it holds every API secret: the owner's alone (SQLite gives its -wal and -shm
+        # files the same mode); a store made by an older version is tightened too
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        elif self.path.stat().st_mode & 0o077:
+            os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -63,7 +63,8 @@ def test_from_decimal_refuses_unknown_limits():
     dict(band_bps=-1), dict(max_open_orders=-1), dict(breaker_bps=-1),
     dict(breaker_window_ns=-1), dict(breaker_cooldown_ns=-1),
     dict(maker_bps=-1), dict(taker_bps=10_001),
-    dict(min_qty=5, max_qty=4),
+    dict(min_qty=5, max_qty=4), dict(min_price=100, max_price=1),
+    dict(min_notional=100, max_notional=99),
     dict(breaker_bps=100),  # no window
     dict(default_stp=Stp.DEFAULT),
 ], ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))

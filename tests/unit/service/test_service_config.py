@@ -127,3 +127,14 @@ def test_other_errors(tmp_path: Path) -> None:
     for bad in ("239.1.1.1", ":5", "h:0", "h:x"):
         with pytest.raises(ConfigError, match="GROUP:PORT"):
             parse_hostport(bad)
+
+
+def test_symbol_integers_beyond_64_bits_are_refused() -> None:
+    """A breaker window of 2**63-1 ms passed the check and crashed serve when the core
+    could not store the symbol (its ns overflow 64 bits; found by review)."""
+    import re as _re
+    text, n = _re.subn(r"(?m)^breaker_window_ms = \d+", f"breaker_window_ms = {2**63 - 1}",
+                       DEFAULT_TOML, count=1)
+    assert n == 1
+    with pytest.raises(ConfigError, match="breaker_window_ms: at most"):
+        parse_config(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,14 @@ def test_revocation_by_another_process_is_seen_after_the_recheck_interval(
         server.recheck_s = 0  # the interval has passed
         assert server.get_key(mine.key) is None
         assert server.get_key(key) is not None
+
+
+def test_the_key_store_file_is_private(tmp_path: Path) -> None:
+    """It holds every API secret in the clear: readable by its owner only (it was 0644
+    under the usual umask; found by review)."""
+    store = KeyStore(tmp_path / "d" / "gateway.sqlite")
+    try:
+        store.create_key(store.create_account("alice"), {"read"})
+        assert stat.S_IMODE((tmp_path / "d" / "gateway.sqlite").stat().st_mode) == 0o600
+    finally:
+        store.close()

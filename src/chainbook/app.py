@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from chainbook.domain.units import amount_units
 from chainbook.service.admin import admin_routes, new_token, write_token
 from chainbook.service.applied import Applied, Listener
+from chainbook.service.assetsfile import bind_decimals, check_decimals
 from chainbook.service.config import Config
 from chainbook.service.core import CoreService
 from chainbook.service.keys import PERMS, KeyStore
@@ -84,7 +85,9 @@ class Components:
         if self._started:
             return
         self._started = True
+        check_decimals(self.data_dir, self.config.assets)  # before anything reads a balance
         await self.core.start()  # takes the data directory's LOCK (or fails)
+        bind_decimals(self.data_dir, self.config.assets)
         # only then the token: a second serve refused by the lock must not replace the
         # running server's token (the CLI would be refused by it)
         write_token(self.data_dir, self.admin_token)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chainbook.service.config import DEFAULT_TOML
 from chainbook.service.spawn import spawn_serve, stop_process
 
 CMD = [sys.executable, "-m", "chainbook"]
@@ -112,6 +114,21 @@ def test_serve_demo_restart_keeps_state_and_funds_once(tmp_path: Path) -> None:
     finally:
         code = srv.stop()
     assert code == 0, srv.stderr()
+
+    # a config that changes an asset's decimals would rescale every balance: refused,
+    # by serve and by the offline fund, before anything is read or written
+    cfg = tmp_path / "usdt10.toml"
+    text, n = re.subn(r"(?ms)^(\[assets\.USDT\]\s*\ndecimals = )8", r"\g<1>10", DEFAULT_TOML)
+    assert n == 1
+    cfg.write_text(text)
+    refused = subprocess.run([*CMD, "serve", "--data", str(data), "--port", "0",
+                              "--config", str(cfg)], capture_output=True, text=True,
+                             timeout=120, env=ENV)
+    assert refused.returncode == 2 and "USDT 10 (recorded 8)" in refused.stderr, \
+        refused.stderr[-2000:]
+    out = cli("fund", "--data", str(data), "--config", str(cfg), "--account", "2",
+              "--asset", "USDT", "--amount", "1", check=False)
+    assert out.returncode != 0 and "USDT 10 (recorded 8)" in out.stderr
 
     # with no server running, fund opens the data directory itself
     reply = json.loads(cli("fund", "--data", str(data), "--account", "2", "--asset", "ETH",

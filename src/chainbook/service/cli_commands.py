@@ -384,12 +384,15 @@ def _fund_offline(data: Path, config_path: str | None, account: int, asset: str,
     from chainbook.domain.units import UnitError, amount_str, amount_units
     from chainbook.journal.backend import LogError
     from chainbook.journal.recovery import DurableEngine, JournalLocked
+    from chainbook.service.assetsfile import check_decimals
     from chainbook.service.config import ConfigError, load_config
 
     try:
-        decimals = load_config(config_path).assets.get(asset)
+        cfg_assets = load_config(config_path).assets
+        check_decimals(data, cfg_assets)  # balances are in the recorded units
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    decimals = cfg_assets.get(asset)
     if decimals is None:
         raise CliError(f"unknown asset {asset!r}")
     try:

@@ -57,7 +57,8 @@ _KIND = re.compile(
     r"|depth(?:5|10|20)?(?:@100ms|@1000ms)?"
     r"|kline_(?:" + "|".join(INTERVALS) + r"))"
 )
-ALL_MARKET = frozenset({"!ticker@arr", "!miniTicker@arr"})
+ALL_MARKET = frozenset({"!ticker@arr", "!miniTicker@arr",  # and with Binance's speed
+                        "!ticker@arr@1000ms", "!miniTicker@arr@1000ms"})  # suffix
 _LISTEN_KEY = re.compile(r"[A-Za-z0-9]{64}")
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, OSError)  # the peer went away
 

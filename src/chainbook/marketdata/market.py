@@ -30,7 +30,9 @@ from chainbook.marketdata.depth import DepthBook
 from chainbook.marketdata.klines import INTERVALS, Kline, KlineSet
 from chainbook.marketdata.streams import (
     ALL_MINI_TICKERS,
+    ALL_MINI_TICKERS_1S,
     ALL_TICKERS,
+    ALL_TICKERS_1S,
     StreamKey,
     parse_stream,
     partial_streams,
@@ -302,12 +304,15 @@ class MarketData:
             if whole:
                 self._flush_second(sd, now_ms)
         if whole:
-            for stream, event in ((ALL_TICKERS, render.ticker_event),
-                                  (ALL_MINI_TICKERS, render.mini_ticker_event)):
-                if pub.wants(stream) and self.symbols:
+            for names, event in (((ALL_TICKERS, ALL_TICKERS_1S), render.ticker_event),
+                                 ((ALL_MINI_TICKERS, ALL_MINI_TICKERS_1S),
+                                  render.mini_ticker_event)):
+                wanted = [n for n in names if pub.wants(n)]
+                if wanted and self.symbols:
                     rows = [event(self._ticker(sd, now_ms), now_ms)
                             for sd in self.symbols.values()]
-                    pub.publish(stream, cast(Json, rows))  # the arrays are JSON lists
+                    for stream in wanted:
+                        pub.publish(stream, cast(Json, rows))  # the arrays: JSON lists
 
     def _flush_diff(self, sd: SymbolData, kind: str, now_ms: int) -> None:
         """Take the ``kind`` window (always, so ids stay contiguous) and publish it."""

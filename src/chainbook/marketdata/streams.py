@@ -13,6 +13,10 @@ from chainbook.marketdata.klines import INTERVALS
 PARTIAL_LEVELS = (5, 10, 20)
 ALL_TICKERS = "!ticker@arr"
 ALL_MINI_TICKERS = "!miniTicker@arr"
+# the same arrays under the names with Binance's update-speed suffix (python-binance's
+# miniticker_socket subscribes "!miniTicker@arr@1000ms")
+ALL_TICKERS_1S = ALL_TICKERS + "@1000ms"
+ALL_MINI_TICKERS_1S = ALL_MINI_TICKERS + "@1000ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +38,9 @@ _SIMPLE = {"trade", "aggTrade", "miniTicker", "ticker", "bookTicker"}
 
 def parse_stream(stream: str) -> StreamKey | None:
     """The key of ``stream``, or None if it is not a market stream name we serve."""
-    if stream == ALL_TICKERS:
+    if stream in (ALL_TICKERS, ALL_TICKERS_1S):
         return StreamKey("allTickers", "")
-    if stream == ALL_MINI_TICKERS:
+    if stream in (ALL_MINI_TICKERS, ALL_MINI_TICKERS_1S):
         return StreamKey("allMiniTickers", "")
     sym, sep, rest = stream.partition("@")
     if not sep or not sym or sym != sym.lower():

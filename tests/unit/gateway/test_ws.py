@@ -54,7 +54,7 @@ def test_valid_stream_names() -> None:
             "btcusdt@depth@1000ms", "btcusdt@depth5", "btcusdt@depth20@100ms",
             "btcusdt@depth10@1000ms", "btcusdt@kline_1m", "btcusdt@kline_1M",
             "btcusdt@miniTicker", "btcusdt@ticker", "btcusdt@bookTicker", "!ticker@arr",
-            "!miniTicker@arr"]
+            "!miniTicker@arr", "!ticker@arr@1000ms", "!miniTicker@arr@1000ms"]
     bad = ["BTCUSDT@trade", "ethusdt@trade", "btcusdt@trades", "btcusdt@depth7",
            "btcusdt@depth@250ms", "btcusdt@kline_2m", "btcusdt", "@trade", "!bookTicker",
            "btcusdt@trade@100ms", "btcusdt@aggtrade", ""]

@@ -80,6 +80,21 @@ def test_ticker_streams_every_second(feed: Feed) -> None:
     assert feed.md.stream_snapshot("btcusdt@miniTicker") == mini
     assert feed.md.stream_snapshot("!ticker@arr") == [full]
     assert feed.md.stream_snapshot("btcusdt@trade") is None
+
+
+def test_the_arrays_are_also_served_under_their_speed_suffixed_names(feed: Feed) -> None:
+    """python-binance's miniticker_socket subscribes "!miniTicker@arr@1000ms" (Binance
+    accepts the speed suffix); it gets the same array (found by review: 403)."""
+    _session(feed)
+    feed.pub.want = {"!miniTicker@arr", "!miniTicker@arr@1000ms", "!ticker@arr@1000ms"}
+    feed.pub.sent.clear()
+    feed.md.flush(NOW - NOW % 1000)
+    assert [s for s, _ in feed.pub.sent] == ["!ticker@arr@1000ms", "!miniTicker@arr",
+                                             "!miniTicker@arr@1000ms"]
+    assert feed.pub.on("!miniTicker@arr@1000ms") == feed.pub.on("!miniTicker@arr")
+    feed.now_ms = NOW - NOW % 1000
+    assert feed.md.stream_snapshot("!miniTicker@arr@1000ms") == feed.pub.on(
+        "!miniTicker@arr")[0]
     assert feed.md.stream_snapshot("btcusdt@bookTicker") == {
         "u": feed.md.depth("BTCUSDT", 1)["lastUpdateId"], "s": "BTCUSDT",
         "b": "94.00000000", "B": "0.00400000", "a": "96.00000000", "A": "0.00500000"}

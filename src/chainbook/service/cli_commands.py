@@ -102,14 +102,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from chainbook.gateway.rest import direct_rest, fast_table
     from chainbook.gateway.ws import WS_MAX_SIZE
     from chainbook.gateway.wsdirect import expose_raw_send
-    from chainbook.service.config import ConfigError, load_config, parse_hostport
+    from chainbook.service.config import (
+        ConfigError,
+        load_config,
+        multicast_group,
+        parse_hostport,
+    )
     from chainbook.service.gcstats import GC_STATS_ENV
     from chainbook.service.gcstats import install as install_gc_stats
 
     try:
         config = load_config(args.config)
         if args.multicast:
-            config.multicast_group, config.multicast_port = parse_hostport(args.multicast)
+            group, config.multicast_port = parse_hostport(args.multicast)
+            config.multicast_group = multicast_group(group, "--multicast")
             config.multicast = True
     except ConfigError as exc:
         raise CliError(str(exc)) from None

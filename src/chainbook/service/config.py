@@ -8,6 +8,7 @@ the built-in default below is used; ``config/chainbook.toml`` is the same text.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +336,8 @@ def _multicast(cfg: Config, t: dict[str, Any], source: str) -> None:
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where} enabled: true or false")
     cfg.multicast = enabled
-    cfg.multicast_group = _str(t.get("group", cfg.multicast_group), f"{where} group")
+    cfg.multicast_group = multicast_group(
+        _str(t.get("group", cfg.multicast_group), f"{where} group"), f"{where} group")
     cfg.multicast_port = _port(t.get("port", cfg.multicast_port), f"{where} port")
     cfg.multicast_resend_port = _port(t.get("resend_port", cfg.multicast_resend_port),
                                       f"{where} resend_port")
@@ -394,6 +396,18 @@ def _port(v: Any, where: str) -> int:
     if port > 65535:
         raise ConfigError(f"{where}: a port is 0..65535")
     return port
+
+
+def multicast_group(text: str, where: str) -> str:
+    """``text`` if it is an IPv4 multicast address (224.0.0.0/4); else ConfigError (a
+    name or a unicast address failed only later, when serve opened the tick socket)."""
+    try:
+        ok = ipaddress.ip_address(text).version == 4 and ipaddress.ip_address(text).is_multicast
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}: an IPv4 multicast address (224.0.0.0/4), got {text!r}")
+    return text
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

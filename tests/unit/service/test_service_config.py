@@ -138,3 +138,13 @@ def test_symbol_integers_beyond_64_bits_are_refused() -> None:
     assert n == 1
     with pytest.raises(ConfigError, match="breaker_window_ms: at most"):
         parse_config(text)
+
+
+@pytest.mark.parametrize("group", ["nope", "10.0.0.1", "::1", "239.255.42.1x"])
+def test_a_multicast_group_must_be_an_ipv4_multicast_address(group: str) -> None:
+    """"nope" passed the config check and serve died with a traceback when it opened the
+    tick socket (found by review)."""
+    text = DEFAULT_TOML.replace('group = "239.255.42.1"', f'group = "{group}"')
+    assert text != DEFAULT_TOML
+    with pytest.raises(ConfigError, match="multicast address"):
+        parse_config(text)

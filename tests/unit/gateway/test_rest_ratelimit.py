@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,28 +43,36 @@ def test_weight_limit_429_then_ban_418(tmp_path: Path) -> None:
         gw.keys.close()
 
 
-def test_order_rate_limit(tmp_path: Path) -> None:
-    gw = Gateway(tmp_path, orders_per_10s=2)
+ORDER = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+         "quantity": "0.1", "price": "100.00"}
+
+
+@contextmanager
+def two_orders_per_10s(tmp: Path) -> Iterator[tuple[Gateway, Signer]]:
+    """A gateway whose order limit is 2 per 10 s, and Alice's signer."""
+    gw = Gateway(tmp, orders_per_10s=2)
     try:
         with TestClient(gw.app) as client:
-            alice = Signer(client, gw.alice, gw.clock)
-            order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                     "quantity": "0.1", "price": "100.00"}
-            counts = [alice.ccxt("POST", "/api/v3/order", order).headers[
-                "X-MBX-ORDER-COUNT-10S"] for _ in range(2)]
-            assert counts == ["1", "2"]
-            r = alice.ccxt("POST", "/api/v3/order", order)
-            assert r.status_code == 429
-            assert r.json() == {"code": -1015, "msg": "Too many new orders; current limit is "
-                                                      "2 orders per TEN_SECONDS."}
-            assert "Retry-After" in r.headers
-            assert (r.headers["X-MBX-ORDER-COUNT-10S"], r.headers["X-MBX-ORDER-COUNT-1D"]) == (
-                "2", "2")  # the counts, as on an accepted order
-            assert len(gw.views.open_orders(gw.alice.account)) == 2
-            gw.clock.advance(10_000)
-            assert alice.ccxt("POST", "/api/v3/order", order).status_code == 200
+            yield gw, Signer(client, gw.alice, gw.clock)
     finally:
         gw.keys.close()
+
+
+def test_order_rate_limit(tmp_path: Path) -> None:
+    with two_orders_per_10s(tmp_path) as (gw, alice):
+        counts = [alice.ccxt("POST", "/api/v3/order", ORDER).headers[
+            "X-MBX-ORDER-COUNT-10S"] for _ in range(2)]
+        assert counts == ["1", "2"]
+        r = alice.ccxt("POST", "/api/v3/order", ORDER)
+        assert r.status_code == 429
+        assert r.json() == {"code": -1015, "msg": "Too many new orders; current limit is "
+                                                  "2 orders per TEN_SECONDS."}
+        assert "Retry-After" in r.headers
+        assert (r.headers["X-MBX-ORDER-COUNT-10S"], r.headers["X-MBX-ORDER-COUNT-1D"]) == (
+            "2", "2")  # the counts, as on an accepted order
+        assert len(gw.views.open_orders(gw.alice.account)) == 2
+        gw.clock.advance(10_000)
+        assert alice.ccxt("POST", "/api/v3/order", ORDER).status_code == 200
 
 
 def test_limiter_day_limit_and_windows() -> None:
@@ -82,19 +92,12 @@ def test_only_orders_the_core_accepts_count(tmp_path: Path) -> None:
     """Binance: "every successful request to place an order adds to the unfilled order
     count": a refused order (here: a price off the tick, then one beyond the balance)
     leaves the count where it was, and cannot use up the limit."""
-    gw = Gateway(tmp_path, orders_per_10s=2)
-    try:
-        with TestClient(gw.app) as client:
-            alice = Signer(client, gw.alice, gw.clock)
-            order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                     "quantity": "0.1", "price": "100.00"}
-            for bad in ({"price": "100.001"}, {"quantity": "100000"}):
-                r = alice.ccxt("POST", "/api/v3/order", {**order, **bad})
-                assert r.status_code == 400
-                assert r.headers["X-MBX-ORDER-COUNT-10S"] == "0"
-            counts = [alice.ccxt("POST", "/api/v3/order", order).headers[
-                "X-MBX-ORDER-COUNT-10S"] for _ in range(2)]
-            assert counts == ["1", "2"]
-            assert alice.ccxt("POST", "/api/v3/order", order).status_code == 429
-    finally:
-        gw.keys.close()
+    with two_orders_per_10s(tmp_path) as (_gw, alice):
+        for bad in ({"price": "100.001"}, {"quantity": "100000"}):
+            r = alice.ccxt("POST", "/api/v3/order", {**ORDER, **bad})
+            assert r.status_code == 400
+            assert r.headers["X-MBX-ORDER-COUNT-10S"] == "0"
+        counts = [alice.ccxt("POST", "/api/v3/order", ORDER).headers[
+            "X-MBX-ORDER-COUNT-10S"] for _ in range(2)]
+        assert counts == ["1", "2"]
+        assert alice.ccxt("POST", "/api/v3/order", ORDER).status_code == 429

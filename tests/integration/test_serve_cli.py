@@ -188,3 +188,20 @@ def test_account_and_apikey_commands(tmp_path: Path) -> None:
     names = [json.loads(line)["name"] for line in cli("account", "list", "--data", d)
              .stdout.splitlines()]
     assert names == ["alice"]
+
+
+def test_a_port_in_use_is_one_line_and_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    """It used to start everything (recovery, chain, ledger) and then exit with uvicorn's
+    code 3 (found by review)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([*CMD, "serve", "--data", str(tmp_path / "d"), "--port",
+                              str(port)], capture_output=True, text=True, timeout=60, env=ENV)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip() == (f"chainbook: error: cannot listen on 127.0.0.1:{port}: "
+                                  "[Errno 98] Address already in use")
+    assert not (tmp_path / "d").exists()  # nothing was opened, recovered or created

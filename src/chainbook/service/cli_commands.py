@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -93,6 +94,24 @@ def add_service_commands(sub: Any) -> None:
 # --- serve ---------------------------------------------------------------------------
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail at once (one line, exit 2) when ``host:port`` cannot be listened on (a port
+    in use, a name that does not resolve), not after recovery, the chain and the ledger
+    have started (uvicorn would then exit with its own code, 3).  A port taken between
+    this check and uvicorn's bind still fails, later."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn
+            probe.bind(addr)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the exchange until SIGTERM/SIGINT; exit 0 after a clean shutdown."""
     import uvicorn
@@ -125,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.port = args.port
     if args.fsync is not None:
         config.fsync = args.fsync
+    check_listen(config.host, config.port)
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gc_file = os.environ.get(GC_STATS_ENV)

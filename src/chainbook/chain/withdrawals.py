@@ -263,15 +263,11 @@ class WithdrawalProcessor:
         except NonceUsed:
             if self.client.receipt(tx.tx_hash) is None:
                 raise
-        except CannotPay as e:
-            if row.state == "SIGNED" and row.sends == 0:
+        except ChainError as e:  # node down or refusing: try again next step
+            if isinstance(e, CannotPay) and row.state == "SIGNED" and row.sends == 0:
                 # never broadcast: no node holds it, its nonce stays free for the next
                 self._fail(row, f"nothing sent: {e}")
                 return
-            log.warning("withdrawal %s: resend refused (%s); retrying", row.id, e)
-            self._unsent = True
-            return
-        except ChainError as e:  # node down or refusing: try again next step
             log.warning("withdrawal %s: send failed (%s); retrying", row.id, e)
             self._unsent = True
             return

@@ -153,14 +153,14 @@ class Endpoint:
                                   ctx.clock_ms)
             elif self.security == KEY:
                 key = auth.api_key(ctx.keys, api_key, self.perm)
-            counted = self.order and key is not None
-            if counted:
-                n10, nday = ctx.limits.order_check(key.account)  # type: ignore[union-attr]
+            counted = key.account if self.order and key is not None else None
+            if counted is not None:
+                n10, nday = ctx.limits.order_check(counted)
                 headers[ORDERS_10S] = str(n10)
                 headers[ORDERS_1D] = str(nday)
             out = await self.handler(ctx, Call(ip, params, key, headers))
-            if counted:  # accepted by the core: it counts (a refused one raised above)
-                n10, nday = ctx.limits.order_placed(key.account)  # type: ignore[union-attr]
+            if counted is not None:  # accepted by the core: it counts (refused: raised)
+                n10, nday = ctx.limits.order_placed(counted)
                 headers[ORDERS_10S] = str(n10)
                 headers[ORDERS_1D] = str(nday)
             return 200, _encode(out), headers

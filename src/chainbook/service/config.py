@@ -402,10 +402,10 @@ def multicast_group(text: str, where: str) -> str:
     """``text`` if it is an IPv4 multicast address (224.0.0.0/4); else ConfigError (a
     name or a unicast address failed only later, when serve opened the tick socket)."""
     try:
-        ok = ipaddress.ip_address(text).version == 4 and ipaddress.ip_address(text).is_multicast
+        address = ipaddress.ip_address(text)
     except ValueError:
-        ok = False
-    if not ok:
+        address = None
+    if address is None or address.version != 4 or not address.is_multicast:
         raise ConfigError(f"{where}: an IPv4 multicast address (224.0.0.0/4), got {text!r}")
     return text
 

@@ -35,6 +35,7 @@ from chainbook.domain.instruments import SymbolSpec
 from chainbook.journal.backend import FsyncPolicy, LogError
 from chainbook.journal.recovery import DurableEngine, EngineFailure
 from chainbook.service.applied import Applied, Listener
+from chainbook.service.config import INT64_MAX
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class CommandRefused(ValueError):
     refused before the core takes it, instead of failing the core at its commit."""
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the log, the ledger (SQL) can store
+INT64_MIN = -INT64_MAX - 1  # INT64_MAX..MIN: what the log and the SQL ledger can store
 _FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
 
 
